@@ -29,7 +29,7 @@ def valid_lon_lat(lon: Any, lat: Any) -> bool:
     return math.isfinite(lo) and math.isfinite(la) and -180.0 <= lo <= 180.0 and -90.0 <= la <= 90.0
 
 
-def _fold(geom: BaseGeometry) -> BaseGeometry:
+def fold_antimeridian(geom: BaseGeometry) -> BaseGeometry:
     """Cut a shape drawn in unwrapped longitudes (may pass ±180) into pieces inside −180…180."""
     minx, _, maxx, _ = geom.bounds
     if minx >= -180.0 and maxx <= 180.0:
@@ -86,7 +86,7 @@ def geodesic_circle(lon: float, lat: float, radius_m: float, segments: int = 64)
         dx = (x - lon + 540.0) % 360.0 - 180.0
         ring.append((lon + dx, y))
     ring.append(ring[0])
-    geom = _fold(Polygon(ring))
+    geom = fold_antimeridian(Polygon(ring))
     out = to_geojson(geom)
     assert out is not None
     return out
@@ -99,7 +99,7 @@ def bbox_polygon(lon_min: float, lon_max: float, lat_min: float, lat_max: float)
     lat_min, lat_max = max(lat_min, -90.0), min(lat_max, 90.0)
     if lon_min > lon_max:
         lon_max += 360.0
-    geom = _fold(box(lon_min, lat_min, lon_max, lat_max))
+    geom = fold_antimeridian(box(lon_min, lat_min, lon_max, lat_max))
     return to_geojson(geom)
 
 
@@ -125,7 +125,7 @@ def polygon_from_ring(ring: list[tuple[float, float]]) -> dict[str, Any] | None:
         from shapely.validation import make_valid
 
         geom = make_valid(geom)
-    return to_geojson(_fold(geom))
+    return to_geojson(fold_antimeridian(geom))
 
 
 def union_geojson(geoms: list[dict[str, Any]]) -> dict[str, Any] | None:
