@@ -1,0 +1,558 @@
+"""The fence engine: a pure state machine from fixes and fences to enter/exit/inside/outside/dwell events.
+
+No awaits and no clocks: every call takes ``now`` (processing time). Fixes go through a reorder
+buffer and are evaluated in fix-time order per responder once they are older than
+``now - reorder_window_s``.
+
+Choices worth knowing:
+
+* **Late fixes.** A fix whose ``fix_time`` is not newer than the responder's last processed fix is
+  *late*: it changes no state and produces no event. It is kept in :meth:`FenceEngine.drain_late`
+  (and counted) so the caller still stores it as history. A fix that arrives after its reorder slot
+  but is still newer than anything processed for that responder is evaluated normally and its events
+  carry ``late=True``.
+* **Dwell** is measured in fix time: with ``dwell_s > 0`` the first inside fix starts a pending
+  visit; the first later fix still inside with ``fix_time - since >= dwell_s`` emits ``enter`` (and
+  ``dwell``). Leaving earlier cancels quietly.
+* **Hysteresis**: once inside (or pending), a responder leaves only when outside the fence buffered by
+  ``hysteresis_m``.
+* **Accuracy**: a fix whose accuracy circle reaches the boundary that would be crossed is
+  ``uncertain`` and flips nothing (``inside``/``outside`` events it yields say ``uncertain=True``).
+* **inside/outside** are emitted per fix when the fence asks for them: ``inside`` while inside,
+  ``outside`` after an exit for as long as the responder stays outside (like Tile38, ``outside``
+  follows ``exit``); responders that never entered a fence get no ``outside`` events for it.
+* **Fence changes** (create, move, grow, shrink, ``applies_to`` change) re-evaluate every known
+  responder's last accepted position at once; delete and expiry exit everyone inside. These events
+  carry the reason and the responder's last fix time and position.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import shapely
+from shapely.geometry.base import BaseGeometry
+
+from geo.cover import CoverIndex, PolygonCover
+from geo.fence_model import DETECTS, Fence, FenceEvent, Fix, Reason, rfc3339, to_tile38, visit_group
+from geo.geodesy import buffer_geometry_m, distance_to_boundary_m
+
+__all__ = ["DETECTS", "EngineStats", "Fence", "FenceEngine", "FenceEvent", "Fix", "rfc3339", "to_tile38"]
+
+INSIDE = "inside"
+PENDING = "pending"
+OUTSIDE = "outside"
+
+
+@dataclass
+class EngineStats:
+    """Counters for monitoring and the benchmark."""
+
+    fixes_received: int = 0
+    fixes_evaluated: int = 0
+    late_fixes: int = 0
+    batches: int = 0
+    candidate_pairs: int = 0
+    """(fix, fence) pairs from the H3 prefilter plus pairs kept because a visit is open."""
+    exact_tests: int = 0
+    """Pairs that needed shapely (boundary cells); interior-cell pairs are hits without a test."""
+    brute_force_pairs: int = 0
+    """n_fixes × n_fences for the same batches: what a scan without an index would test."""
+    events: int = 0
+    reevaluations: int = 0
+
+
+@dataclass(slots=True)
+class _Visit:
+    state: str
+    since: datetime
+    group: str
+    last_fix_time: datetime
+    fence_version: int
+
+
+@dataclass(slots=True)
+class _Responder:
+    team_id: str | None
+    lon: float
+    lat: float
+    fix_time: datetime
+    accuracy_m: float | None
+    seq: int
+    visits: dict[str, _Visit] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Entry:
+    fence: Fence
+    slot: int
+    cover: PolygonCover
+    outer: BaseGeometry | None
+
+
+@dataclass(slots=True)
+class _Probe:
+    """What one evaluation looks at: a fix, or a responder's last position during a fence change."""
+
+    responder_id: str
+    team_id: str | None
+    fix_time: datetime
+    lon: float
+    lat: float
+    accuracy_m: float | None
+    seq: int | None
+    late: bool
+    reason: Reason
+
+
+class FenceEngine:
+    """Per responder × fence state, evaluated in fix-time order behind a reorder window."""
+
+    def __init__(self, reorder_window_s: float = 10.0) -> None:
+        if reorder_window_s < 0:
+            raise ValueError("reorder_window_s must be >= 0")
+        self.reorder_window = timedelta(seconds=reorder_window_s)
+        self.stats = EngineStats()
+        self._fences: dict[str, _Entry] = {}
+        self._free_slots: list[int] = []
+        self._next_slot = 0
+        self._slot_fence: dict[int, str] = {}
+        self._index = CoverIndex()
+        self._responders: dict[str, _Responder] = {}
+        self._members: dict[str, set[str]] = {}
+        self._heap: list[tuple[datetime, str, int, int, Fix, bool]] = []
+        self._counter = 0
+        self._late: list[Fix] = []
+
+    # ------------------------------------------------------------------ fences
+    def fences(self) -> list[Fence]:
+        return [e.fence for e in self._fences.values()]
+
+    def fence(self, fence_id: str) -> Fence | None:
+        entry = self._fences.get(fence_id)
+        return entry.fence if entry else None
+
+    def upsert_fence(self, fence: Fence, now: datetime) -> list[FenceEvent]:
+        """Create or replace a fence and re-evaluate every known responder against it at once."""
+        old = self._fences.get(fence.id)
+        cover = PolygonCover(fence.geometry)
+        outer = buffer_geometry_m(fence.geometry, fence.hysteresis_m) if fence.hysteresis_m > 0 else None
+        if outer is not None:
+            shapely.prepare(outer)
+        if old is not None:
+            slot = old.slot
+            self._index.remove(slot)
+        else:
+            slot = self._free_slots.pop() if self._free_slots else self._alloc_slot()
+        entry = _Entry(fence=fence, slot=slot, cover=cover, outer=outer)
+        self._fences[fence.id] = entry
+        self._slot_fence[slot] = fence.id
+        self._index.add(slot, cover)
+        return self._reevaluate(entry, now, "fence_moved" if old is not None else "fence_created")
+
+    def remove_fence(
+        self, fence_id: str, now: datetime, reason: Reason = "fence_deleted"
+    ) -> list[FenceEvent]:
+        """Drop a fence; everyone inside gets an ``exit`` (pending visits end quietly)."""
+        entry = self._fences.pop(fence_id, None)
+        if entry is None:
+            return []
+        self._index.remove(entry.slot)
+        del self._slot_fence[entry.slot]
+        self._free_slots.append(entry.slot)
+        events: list[FenceEvent] = []
+        for rid in sorted(self._members.pop(fence_id, set())):
+            resp = self._responders[rid]
+            visit = resp.visits.pop(fence_id, None)
+            if visit is None or visit.state != INSIDE:
+                continue
+            probe = self._probe_of(rid, resp, reason)
+            self._emit(events, "exit", entry, probe, now, visit.group)
+        self.stats.events += len(events)
+        return events
+
+    def expire(self, now: datetime) -> list[FenceEvent]:
+        """End fences whose ``valid_until`` is at or before ``now`` (reason ``fence_expired``)."""
+        due = sorted(
+            (e.fence.valid_until, fid)
+            for fid, e in self._fences.items()
+            if e.fence.valid_until is not None and e.fence.valid_until <= now
+        )
+        events: list[FenceEvent] = []
+        for _, fid in due:
+            events.extend(self.remove_fence(fid, now, reason="fence_expired"))
+        return events
+
+    # ------------------------------------------------------------------ fixes
+    def add_fixes(self, fixes: Iterable[Fix], now: datetime) -> list[FenceEvent]:
+        """Buffer fixes, then release whatever the window allows (same as calling :meth:`advance`)."""
+        cutoff = now - self.reorder_window
+        for fix in fixes:
+            self.stats.fixes_received += 1
+            resp = self._responders.get(fix.responder_id)
+            if resp is not None and fix.fix_time <= resp.fix_time:
+                self._late.append(fix)
+                self.stats.late_fixes += 1
+                continue
+            self._counter += 1
+            arrived_late = fix.fix_time < cutoff
+            heapq.heappush(
+                self._heap, (fix.fix_time, fix.responder_id, fix.seq, self._counter, fix, arrived_late)
+            )
+        return self.advance(now)
+
+    def advance(self, now: datetime) -> list[FenceEvent]:
+        """Expire fences, then evaluate buffered fixes with ``fix_time <= now - window`` in order."""
+        events = self.expire(now)
+        cutoff = now - self.reorder_window
+        released: list[tuple[Fix, bool]] = []
+        heap = self._heap
+        while heap and heap[0][0] <= cutoff:
+            item = heapq.heappop(heap)
+            released.append((item[4], item[5]))
+        if released:
+            events.extend(self._evaluate(released, now))
+        return events
+
+    def pending_fixes(self) -> int:
+        return len(self._heap)
+
+    def pending_min_seq(self) -> int | None:
+        """Smallest ingest ``seq`` still buffered: a safe "consumed up to" checkpoint is below it."""
+        return min((item[2] for item in self._heap), default=None)
+
+    def drain_late(self) -> list[Fix]:
+        """Late (out-of-order) fixes seen since the last call; they changed nothing."""
+        late, self._late = self._late, []
+        return late
+
+    # ------------------------------------------------------------------ state export
+    def snapshot(self) -> list[dict[str, Any]]:
+        """One plain dict per open (responder, fence) visit, for ``fence_states``."""
+        rows: list[dict[str, Any]] = []
+        for rid in sorted(self._responders):
+            for fid, v in sorted(self._responders[rid].visits.items()):
+                rows.append(
+                    {
+                        "responder_id": rid,
+                        "fence_id": fid,
+                        "state": v.state,
+                        "since": v.since,
+                        "group": v.group,
+                        "last_fix_time": v.last_fix_time,
+                        "fence_version": v.fence_version,
+                    }
+                )
+        return rows
+
+    def restore(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Replace all visits with ``rows`` from :meth:`snapshot` (positions must be loaded first or
+        are created from the visit's last fix time with an unknown position)."""
+        for known in self._responders.values():
+            known.visits.clear()
+        self._members.clear()
+        for row in rows:
+            rid, fid = str(row["responder_id"]), str(row["fence_id"])
+            resp = self._responders.get(rid)
+            if resp is None:
+                resp = _Responder(None, math.nan, math.nan, row["last_fix_time"], None, 0)
+                self._responders[rid] = resp
+            resp.visits[fid] = _Visit(
+                state=str(row["state"]),
+                since=row["since"],
+                group=str(row["group"]),
+                last_fix_time=row["last_fix_time"],
+                fence_version=int(row.get("fence_version", 0)),
+            )
+            self._members.setdefault(fid, set()).add(rid)
+
+    def positions(self) -> list[dict[str, Any]]:
+        """Last accepted position per responder."""
+        return [
+            {
+                "responder_id": rid,
+                "team_id": r.team_id,
+                "lon": r.lon,
+                "lat": r.lat,
+                "fix_time": r.fix_time,
+                "accuracy_m": r.accuracy_m,
+                "seq": r.seq,
+            }
+            for rid, r in sorted(self._responders.items())
+        ]
+
+    def load_positions(self, rows: Iterable[Fix | Mapping[str, Any]]) -> None:
+        """Seed last positions (e.g. from ``latest_positions``) without evaluating anything."""
+        for row in rows:
+            fix = (
+                row if isinstance(row, Fix) else Fix(**{k: row[k] for k in row if k in Fix.__struct_fields__})
+            )
+            resp = self._responders.get(fix.responder_id)
+            if resp is None:
+                self._responders[fix.responder_id] = _Responder(
+                    fix.team_id, fix.lon, fix.lat, fix.fix_time, fix.accuracy_m, fix.seq
+                )
+            elif fix.fix_time > resp.fix_time:
+                resp.team_id, resp.lon, resp.lat = fix.team_id, fix.lon, fix.lat
+                resp.fix_time, resp.accuracy_m, resp.seq = fix.fix_time, fix.accuracy_m, fix.seq
+
+    def inside(self, fence_id: str) -> list[str]:
+        """Responders currently inside a fence."""
+        return sorted(
+            rid
+            for rid in self._members.get(fence_id, ())
+            if self._responders[rid].visits[fence_id].state == INSIDE
+        )
+
+    def fences_of(self, responder_id: str) -> list[str]:
+        resp = self._responders.get(responder_id)
+        if resp is None:
+            return []
+        return sorted(fid for fid, v in resp.visits.items() if v.state == INSIDE)
+
+    # ------------------------------------------------------------------ internals
+    def _alloc_slot(self) -> int:
+        self._next_slot += 1
+        return self._next_slot - 1
+
+    def _probe_of(self, rid: str, resp: _Responder, reason: Reason) -> _Probe:
+        return _Probe(
+            rid, resp.team_id, resp.fix_time, resp.lon, resp.lat, resp.accuracy_m, None, False, reason
+        )
+
+    def _evaluate(self, released: list[tuple[Fix, bool]], now: datetime) -> list[FenceEvent]:
+        accepted: list[tuple[Fix, bool]] = []
+        last_time: dict[str, datetime] = {}
+        for fix, arrived_late in released:
+            prev = last_time.get(fix.responder_id)
+            if prev is None:
+                resp = self._responders.get(fix.responder_id)
+                prev = resp.fix_time if resp is not None else None
+            if prev is not None and fix.fix_time <= prev:
+                self._late.append(fix)
+                self.stats.late_fixes += 1
+                continue
+            last_time[fix.responder_id] = fix.fix_time
+            accepted.append((fix, arrived_late))
+        self.stats.batches += 1
+        if not accepted:
+            return []
+        n = len(accepted)
+        self.stats.fixes_evaluated += n
+        self.stats.brute_force_pairs += n * len(self._fences)
+        lons = np.fromiter((f.lon for f, _ in accepted), dtype=np.float64, count=n)
+        lats = np.fromiter((f.lat for f, _ in accepted), dtype=np.float64, count=n)
+        inside_by_fix = self._inside_pairs(lons, lats)
+
+        events: list[FenceEvent] = []
+        for i, (fix, arrived_late) in enumerate(accepted):
+            resp = self._responders.get(fix.responder_id)
+            if resp is None:
+                resp = _Responder(fix.team_id, fix.lon, fix.lat, fix.fix_time, fix.accuracy_m, fix.seq)
+                self._responders[fix.responder_id] = resp
+            inside_slots = inside_by_fix.get(i, ())
+            relevant = set(resp.visits)
+            relevant.update(self._slot_fence[s] for s in inside_slots)
+            self.stats.candidate_pairs += len(relevant) - len(inside_slots)
+            probe = _Probe(
+                fix.responder_id, fix.team_id, fix.fix_time, fix.lon, fix.lat, fix.accuracy_m, fix.seq,
+                arrived_late, "fix",
+            )  # fmt: skip
+            for fid in sorted(relevant):
+                entry = self._fences.get(fid)
+                if entry is None:
+                    resp.visits.pop(fid, None)
+                    continue
+                self._step(entry, resp, probe, entry.slot in inside_slots, None, now, events, per_fix=True)
+            resp.team_id, resp.lon, resp.lat = fix.team_id, fix.lon, fix.lat
+            resp.fix_time, resp.accuracy_m, resp.seq = fix.fix_time, fix.accuracy_m, fix.seq
+        self.stats.events += len(events)
+        return events
+
+    def _inside_pairs(self, lons: np.ndarray[Any, Any], lats: np.ndarray[Any, Any]) -> dict[int, set[int]]:
+        """Fix index -> slots whose fence contains the fix (prefilter + exact test on boundary cells)."""
+        pts, slots, interior = self._index.candidates(lons, lats)
+        self.stats.candidate_pairs += int(pts.size)
+        inside: dict[int, set[int]] = {}
+        for p, s in zip(pts[interior].tolist(), slots[interior].tolist(), strict=True):
+            inside.setdefault(p, set()).add(s)
+        b_pts, b_slots = pts[~interior], slots[~interior]
+        if b_pts.size:
+            order = np.argsort(b_slots, kind="stable")
+            b_pts, b_slots = b_pts[order], b_slots[order]
+            uniq, starts = np.unique(b_slots, return_index=True)
+            ends = [*starts[1:].tolist(), int(b_slots.size)]
+            for slot, a, b in zip(uniq.tolist(), starts.tolist(), ends, strict=True):
+                idx = b_pts[a:b]
+                geom = self._index.cover(slot).geometry
+                hit = shapely.contains_xy(geom, lons[idx], lats[idx])
+                self.stats.exact_tests += int(idx.size)
+                for p in idx[hit].tolist():
+                    inside.setdefault(p, set()).add(slot)
+        return inside
+
+    def _reevaluate(self, entry: _Entry, now: datetime, reason: Reason) -> list[FenceEvent]:
+        """Evaluate every known responder's last position against a (new) fence geometry at once."""
+        self.stats.reevaluations += 1
+        rids = [rid for rid, r in self._responders.items() if not math.isnan(r.lon)]
+        events: list[FenceEvent] = []
+        if not rids:
+            return events
+        resps = [self._responders[rid] for rid in rids]
+        lons = np.fromiter((r.lon for r in resps), dtype=np.float64, count=len(resps))
+        lats = np.fromiter((r.lat for r in resps), dtype=np.float64, count=len(resps))
+        in_plain = entry.cover.contains(lons, lats)
+        in_outer = in_plain.copy()
+        if entry.outer is not None:
+            in_outer = shapely.contains_xy(entry.outer, lons, lats) | in_plain
+        members = self._members.get(entry.fence.id, set())
+        todo = sorted(
+            {i for i in np.flatnonzero(in_plain).tolist()}
+            | {i for i, rid in enumerate(rids) if rid in members}
+        )
+        for i in todo:
+            probe = self._probe_of(rids[i], resps[i], reason)
+            self._step(
+                entry, resps[i], probe, bool(in_plain[i]), bool(in_outer[i]), now, events, per_fix=False
+            )
+        self.stats.events += len(events)
+        return events
+
+    def _uncertain(self, geom: BaseGeometry, probe: _Probe) -> bool:
+        acc = probe.accuracy_m
+        if acc is None or not acc > 0:
+            return False
+        return distance_to_boundary_m(geom, probe.lon, probe.lat, acc) < acc
+
+    def _step(
+        self,
+        entry: _Entry,
+        resp: _Responder,
+        probe: _Probe,
+        in_plain: bool,
+        in_outer: bool | None,
+        now: datetime,
+        events: list[FenceEvent],
+        *,
+        per_fix: bool,
+    ) -> None:
+        fence = entry.fence
+        fid = fence.id
+        applicable = fence.applies(probe.responder_id, probe.team_id)
+        visit = resp.visits.get(fid)
+        state = visit.state if visit is not None else OUTSIDE
+        if visit is not None and state in (INSIDE, PENDING):
+            if not applicable:
+                in_region = False
+            elif in_plain:
+                in_region = True
+            elif in_outer is not None:
+                in_region = in_outer
+            else:
+                in_region = entry.outer is not None and bool(
+                    shapely.contains_xy(entry.outer, probe.lon, probe.lat)
+                )
+            if in_region:
+                if state == PENDING and probe.fix_time - visit.since >= timedelta(seconds=fence.dwell_s):
+                    self._enter(events, entry, resp, probe, now, visit)
+                elif state == INSIDE and per_fix:
+                    self._emit(events, "inside", entry, probe, now, visit.group)
+                visit.last_fix_time = probe.fix_time
+                return
+            edge = entry.outer if entry.outer is not None else fence.geometry
+            if applicable and self._uncertain(edge, probe):
+                if state == INSIDE and per_fix:
+                    self._emit(events, "inside", entry, probe, now, visit.group, uncertain=True)
+                visit.last_fix_time = probe.fix_time
+                return
+            if state == INSIDE:
+                self._emit(events, "exit", entry, probe, now, visit.group)
+                self._emit(events, "outside", entry, probe, now, visit.group)
+                if "outside" in fence.detect:
+                    visit.state, visit.last_fix_time = OUTSIDE, probe.fix_time
+                    return
+            self._drop_visit(resp, probe.responder_id, fid)
+            return
+        # currently outside (no visit, or an outside visit kept for "outside" events)
+        if in_plain and applicable:
+            if self._uncertain(fence.geometry, probe):
+                if visit is not None and per_fix:
+                    self._emit(events, "outside", entry, probe, now, visit.group, uncertain=True)
+                return
+            group = visit_group(fid, probe.responder_id, probe.fix_time)
+            new = _Visit(PENDING, probe.fix_time, group, probe.fix_time, fence.version)
+            resp.visits[fid] = new
+            self._members.setdefault(fid, set()).add(probe.responder_id)
+            if fence.dwell_s <= 0:
+                self._enter(events, entry, resp, probe, now, new)
+            return
+        if visit is not None:
+            if per_fix:
+                self._emit(events, "outside", entry, probe, now, visit.group)
+            visit.last_fix_time = probe.fix_time
+
+    def _enter(
+        self,
+        events: list[FenceEvent],
+        entry: _Entry,
+        resp: _Responder,
+        probe: _Probe,
+        now: datetime,
+        visit: _Visit,
+    ) -> None:
+        dwelled = visit.state == PENDING and entry.fence.dwell_s > 0
+        visit.state = INSIDE
+        visit.fence_version = entry.fence.version
+        self._emit(events, "enter", entry, probe, now, visit.group, since=visit.since)
+        if dwelled:
+            self._emit(events, "dwell", entry, probe, now, visit.group, since=visit.since)
+        self._emit(events, "inside", entry, probe, now, visit.group, since=visit.since)
+
+    def _drop_visit(self, resp: _Responder, rid: str, fid: str) -> None:
+        resp.visits.pop(fid, None)
+        members = self._members.get(fid)
+        if members is not None:
+            members.discard(rid)
+
+    def _emit(
+        self,
+        events: list[FenceEvent],
+        detect: str,
+        entry: _Entry,
+        probe: _Probe,
+        now: datetime,
+        group: str,
+        *,
+        uncertain: bool = False,
+        since: datetime | None = None,
+    ) -> None:
+        fence = entry.fence
+        if detect not in fence.detect:
+            return
+        events.append(
+            FenceEvent(
+                detect=detect,
+                fence_id=fence.id,
+                fence_kind=fence.kind,
+                responder_id=probe.responder_id,
+                fix_time=probe.fix_time,
+                time=now,
+                lon=probe.lon,
+                lat=probe.lat,
+                group=group,
+                late=probe.late,
+                uncertain=uncertain,
+                reason=probe.reason,
+                meta=fence.meta,
+                fence_name=fence.name,
+                fence_version=fence.version,
+                seq=probe.seq,
+                since=since,
+            )
+        )
