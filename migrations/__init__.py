@@ -1,0 +1,1 @@
+"""Alembic migrations for sitrep (run with `sitrep migrate`)."""

@@ -1,0 +1,88 @@
+"""The app factory. Importing this module has no side effects; `create_app()` reads settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from litestar import Litestar
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.static_files import create_static_files_router
+
+from .auth.controller import AuthController
+from .devices.controller import DeviceController, ResponderAdminController
+from .middleware import sitrep_middleware
+from .observability import configure_logging
+from .ops.controller import ops_handlers
+from .problems import EXCEPTION_HANDLERS
+from .runtime import Component, Runtime
+from .settings import Settings, load_settings
+from .users.controller import TeamController, UserController
+
+WEB_DIST = Path(__file__).resolve().parent.parent / "web" / "dist"
+
+
+def route_handlers() -> list[Any]:
+    """Every area's controllers. Areas add themselves here."""
+    return [
+        *ops_handlers,
+        AuthController,
+        UserController,
+        TeamController,
+        DeviceController,
+        ResponderAdminController,
+    ]
+
+
+def components(settings: Settings) -> list[Component]:
+    """Long-lived tasks owned by the runtime, in start order. Areas add themselves here."""
+    return []
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or load_settings()
+    settings.check_for_serving()
+    configure_logging(settings.server.log_level)
+    runtime = Runtime(settings, components(settings))
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    handlers = route_handlers()
+    static_dir = Path(settings.server.static_dir) if settings.server.static_dir else WEB_DIST
+    if static_dir.is_dir():
+        handlers.append(
+            create_static_files_router(
+                path="/", directories=[static_dir], html_mode=True, include_in_schema=False, name="web"
+            )
+        )
+    return Litestar(
+        route_handlers=handlers,
+        lifespan=[lifespan],
+        middleware=[sitrep_middleware],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=settings.server.max_body_bytes,
+        state=State({"runtime": runtime}),
+        openapi_config=OpenAPIConfig(
+            title="sitrep",
+            version="0.1.0",
+            description="Real-time geospatial operations server for emergency response.",
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+        ),
+        cors_config=CORSConfig(allow_origins=list(settings.server.cors_origins))
+        if settings.server.cors_origins
+        else None,
+        debug=False,
+        logging_config=None,
+    )

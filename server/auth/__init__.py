@@ -1,0 +1,1 @@
+"""Authentication: password logins, rotating refresh tokens, the caller's identity."""

@@ -1,0 +1,1 @@
+"""Responders and their devices (each device has its own revocable token)."""

@@ -1,0 +1,187 @@
+"""Settings, one small class per concern, read from ``SITREP_*`` environment variables.
+
+Nothing here runs at import time: call :func:`load_settings` (the app factory and the CLI do).
+Every knob has a safe default for a local run on loopback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, get_type_hints
+
+DEFAULT_JWT_SECRET = "sitrep-development-secret-do-not-use-in-production"
+
+
+class SettingsError(ValueError):
+    """A setting has a value the server cannot run with."""
+
+
+def _convert(raw: str, typ: Any, name: str) -> Any:
+    try:
+        if typ is bool:
+            low = raw.strip().lower()
+            if low in {"1", "true", "yes", "on"}:
+                return True
+            if low in {"0", "false", "no", "off", ""}:
+                return False
+            raise ValueError(raw)
+        if typ is int:
+            return int(raw)
+        if typ is float:
+            return float(raw)
+        if typ == tuple[str, ...]:
+            return tuple(p.strip() for p in raw.split(",") if p.strip())
+        return raw
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r} is not a valid {getattr(typ, '__name__', typ)}") from exc
+
+
+class _EnvSettings:
+    """Base: fields of a dataclass are filled from ``{PREFIX}{FIELD}`` when present."""
+
+    _prefix = "SITREP_"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Any:
+        env = dict(os.environ) if env is None else env
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in fields(cls):  # type: ignore[arg-type]
+            key = f"{cls._prefix}{f.name.upper()}"
+            if key in env:
+                values[f.name] = _convert(env[key], hints[f.name], key)
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class DatabaseSettings(_EnvSettings):
+    database_url: str = "postgresql://sitrep:sitrep@127.0.0.1:5432/sitrep"
+    """PostgreSQL DSN (PostGIS 3 required)."""
+    db_pool_min: int = 2
+    """Connections each worker opens at start."""
+    db_pool_max: int = 8
+    """Upper bound of the per-worker pool; keep small (the budget is two cores)."""
+    db_statement_cache: int = 256
+    """asyncpg prepared-statement cache; set 0 behind pgBouncer in transaction mode."""
+    retention_days: int = 30
+    """Position history is kept this many days; older daily partitions are dropped."""
+    partitions_ahead_days: int = 3
+    """Daily position partitions created ahead of today."""
+
+
+@dataclass(frozen=True)
+class RedisSettings(_EnvSettings):
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Redis holds only what can be rebuilt: fan-out, rate limits, resume buffers."""
+
+
+@dataclass(frozen=True)
+class AuthSettings(_EnvSettings):
+    jwt_secret: str = DEFAULT_JWT_SECRET
+    """HMAC secret for access tokens. The server refuses the default off loopback."""
+    access_ttl_s: int = 900
+    """Lifetime of an access token."""
+    refresh_ttl_s: int = 14 * 24 * 3600
+    """Lifetime of a refresh token (rotated on every use)."""
+    login_max_failures: int = 5
+    """Failed logins per account or address before growing delays apply."""
+    login_window_s: int = 900
+    """Window in which failed logins are counted."""
+
+
+@dataclass(frozen=True)
+class ServerSettings(_EnvSettings):
+    host: str = "127.0.0.1"
+    """Bind address."""
+    port: int = 8000
+    """Bind port."""
+    workers: int = 2
+    """Worker processes; they meet only in PostgreSQL and Redis."""
+    env: str = "development"
+    """`development` allows demo seeding; anything else is production-like."""
+    max_body_bytes: int = 2 * 1024 * 1024
+    """Largest accepted request body (413 beyond)."""
+    rate_limit_per_min: int = 6000
+    """Requests per minute per client address on the REST API (429 beyond)."""
+    demo_password: str = "sitrep-demo"
+    """Password of the demo users created by `sitrep seed-demo`."""
+    log_level: str = "INFO"
+    """Log level for the JSON logs."""
+    static_dir: str = ""
+    """Directory of the built web app; empty means `web/dist` beside the package."""
+    cors_origins: tuple[str, ...] = ()
+    """Origins allowed by CORS (none by default: the web app is served by sitrep itself)."""
+
+
+@dataclass(frozen=True)
+class IngestSettings(_EnvSettings):
+    ingest_flush_ms: float = 5.0
+    """How long the group-commit batcher gathers arrivals before one transaction."""
+    ingest_max_batch: int = 5000
+    """Most fixes in one group commit."""
+    ingest_queue_limit: int = 50_000
+    """Fixes waiting for commit per worker; beyond it ingest answers 503 with Retry-After."""
+    stale_after_s: int = 300
+    """A responder with no fix for this long is stale."""
+    max_future_s: int = 300
+    """Fixes further in the future than this are rejected."""
+    poor_accuracy_m: float = 500.0
+    """Fixes less accurate than this are stored but flagged."""
+    reorder_window_s: float = 10.0
+    """Fence engine: fixes are ordered per responder within this window of fix time."""
+
+
+@dataclass(frozen=True)
+class FeedSettings(_EnvSettings):
+    feeds_enabled: bool = True
+    """Run feed ingesters (on one leader worker)."""
+    feed_contact: str = "sitrep/0.1 (ops@example.org)"
+    """User-Agent with contact details; api.weather.gov refuses requests without one."""
+    feed_base_url: str = ""
+    """When set (the demo uses the local fake feed server), every built-in feed points here."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    db: DatabaseSettings = field(default_factory=DatabaseSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    feeds: FeedSettings = field(default_factory=FeedSettings)
+
+    @property
+    def is_development(self) -> bool:
+        return self.server.env == "development"
+
+    def check_for_serving(self) -> None:
+        """Refuse configurations that are unsafe to serve."""
+        if self.auth.jwt_secret == DEFAULT_JWT_SECRET and not is_loopback(self.server.host):
+            raise SettingsError(
+                f"refusing to bind {self.server.host} with the default SITREP_JWT_SECRET; "
+                "set SITREP_JWT_SECRET to a long random value"
+            )
+        if len(self.auth.jwt_secret) < 16:
+            raise SettingsError("SITREP_JWT_SECRET must be at least 16 characters")
+
+
+def is_loopback(host: str) -> bool:
+    if host in {"localhost", ""}:
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    return Settings(
+        db=DatabaseSettings.from_env(env),
+        redis=RedisSettings.from_env(env),
+        auth=AuthSettings.from_env(env),
+        server=ServerSettings.from_env(env),
+        ingest=IngestSettings.from_env(env),
+        feeds=FeedSettings.from_env(env),
+    )

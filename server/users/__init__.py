@@ -1,0 +1,1 @@
+"""Users and teams (a hierarchy; coordinators manage the teams below theirs)."""
