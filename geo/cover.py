@@ -61,9 +61,7 @@ def _hexagons(cells: list[int]) -> tuple[npt.NDArray[np.object_], npt.NDArray[np
             if abs(unwrapped[-1] - unwrapped[0]) > 1e-9:
                 polar[i] = True  # contains a pole: always treated as a boundary cell
                 continue
-            geoms[i] = split_unwrapped(
-                Polygon(list(zip(unwrapped[:-1].tolist(), [p[1] for p in ring], strict=True)))
-            )
+            geoms[i] = split_unwrapped(Polygon(list(zip(unwrapped[:-1].tolist(), [p[1] for p in ring], strict=True))))
             continue
         simple_idx.append(i)
         offsets.append(len(ring) + 1)

@@ -111,9 +111,7 @@ def rank(
                 inside_of[i] = hid
     names = {hid: name for hid, _, name in hz}
     # a hazard around the incident itself is crossed by every route: it does not discriminate
-    route_hazards = [
-        (hid, g) for hid, g, _ in hz if not bool(shapely.contains_xy(g, incident_lon, incident_lat))
-    ]
+    route_hazards = [(hid, g) for hid, g, _ in hz if not bool(shapely.contains_xy(g, incident_lon, incident_lat))]
     incident_in = [names[hid] for hid, g, _ in hz if bool(shapely.contains_xy(g, incident_lon, incident_lat))]
 
     recs: list[Recommendation] = []

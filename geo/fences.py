@@ -8,9 +8,9 @@ Choices worth knowing:
 
 * **Late fixes.** A fix whose ``fix_time`` is not newer than the responder's last processed fix is
   *late*: it changes no state and produces no event. It is kept in :meth:`FenceEngine.drain_late`
-  (and counted) so the caller still stores it as history. A fix that arrives after its reorder slot
-  but is still newer than anything processed for that responder is evaluated normally and its events
-  carry ``late=True``.
+  (and counted) so the caller still stores it as history. A fix received more than the window after
+  its fix time (``received_at``, or ``now`` when absent) but still newer than anything processed for
+  that responder is evaluated normally and its events carry ``late=True``.
 * **Dwell** is measured in fix time: with ``dwell_s > 0`` the first inside fix starts a pending
   visit; the first later fix still inside with ``fix_time - since >= dwell_s`` emits ``enter`` (and
   ``dwell``). Leaving earlier cancels quietly.
@@ -156,9 +156,7 @@ class FenceEngine:
         self._index.add(slot, cover)
         return self._reevaluate(entry, now, "fence_moved" if old is not None else "fence_created")
 
-    def remove_fence(
-        self, fence_id: str, now: datetime, reason: Reason = "fence_deleted"
-    ) -> list[FenceEvent]:
+    def remove_fence(self, fence_id: str, now: datetime, reason: Reason = "fence_deleted") -> list[FenceEvent]:
         """Drop a fence; everyone inside gets an ``exit`` (pending visits end quietly)."""
         entry = self._fences.pop(fence_id, None)
         if entry is None:
@@ -192,7 +190,6 @@ class FenceEngine:
     # ------------------------------------------------------------------ fixes
     def add_fixes(self, fixes: Iterable[Fix], now: datetime) -> list[FenceEvent]:
         """Buffer fixes, then release whatever the window allows (same as calling :meth:`advance`)."""
-        cutoff = now - self.reorder_window
         for fix in fixes:
             self.stats.fixes_received += 1
             resp = self._responders.get(fix.responder_id)
@@ -201,10 +198,9 @@ class FenceEngine:
                 self.stats.late_fixes += 1
                 continue
             self._counter += 1
-            arrived_late = fix.fix_time < cutoff
-            heapq.heappush(
-                self._heap, (fix.fix_time, fix.responder_id, fix.seq, self._counter, fix, arrived_late)
-            )
+            arrived = fix.received_at if fix.received_at is not None else now
+            arrived_late = arrived - fix.fix_time > self.reorder_window
+            heapq.heappush(self._heap, (fix.fix_time, fix.responder_id, fix.seq, self._counter, fix, arrived_late))
         return self.advance(now)
 
     def advance(self, now: datetime) -> list[FenceEvent]:
@@ -290,9 +286,7 @@ class FenceEngine:
     def load_positions(self, rows: Iterable[Fix | Mapping[str, Any]]) -> None:
         """Seed last positions (e.g. from ``latest_positions``) without evaluating anything."""
         for row in rows:
-            fix = (
-                row if isinstance(row, Fix) else Fix(**{k: row[k] for k in row if k in Fix.__struct_fields__})
-            )
+            fix = row if isinstance(row, Fix) else Fix(**{k: row[k] for k in row if k in Fix.__struct_fields__})
             resp = self._responders.get(fix.responder_id)
             if resp is None:
                 self._responders[fix.responder_id] = _Responder(
@@ -305,9 +299,7 @@ class FenceEngine:
     def inside(self, fence_id: str) -> list[str]:
         """Responders currently inside a fence."""
         return sorted(
-            rid
-            for rid in self._members.get(fence_id, ())
-            if self._responders[rid].visits[fence_id].state == INSIDE
+            rid for rid in self._members.get(fence_id, ()) if self._responders[rid].visits[fence_id].state == INSIDE
         )
 
     def fences_of(self, responder_id: str) -> list[str]:
@@ -322,9 +314,7 @@ class FenceEngine:
         return self._next_slot - 1
 
     def _probe_of(self, rid: str, resp: _Responder, reason: Reason) -> _Probe:
-        return _Probe(
-            rid, resp.team_id, resp.fix_time, resp.lon, resp.lat, resp.accuracy_m, None, False, reason
-        )
+        return _Probe(rid, resp.team_id, resp.fix_time, resp.lon, resp.lat, resp.accuracy_m, None, False, reason)
 
     def _evaluate(self, released: list[tuple[Fix, bool]], now: datetime) -> list[FenceEvent]:
         accepted: list[tuple[Fix, bool]] = []
@@ -413,14 +403,11 @@ class FenceEngine:
             in_outer = shapely.contains_xy(entry.outer, lons, lats) | in_plain
         members = self._members.get(entry.fence.id, set())
         todo = sorted(
-            {i for i in np.flatnonzero(in_plain).tolist()}
-            | {i for i, rid in enumerate(rids) if rid in members}
+            {i for i in np.flatnonzero(in_plain).tolist()} | {i for i, rid in enumerate(rids) if rid in members}
         )
         for i in todo:
             probe = self._probe_of(rids[i], resps[i], reason)
-            self._step(
-                entry, resps[i], probe, bool(in_plain[i]), bool(in_outer[i]), now, events, per_fix=False
-            )
+            self._step(entry, resps[i], probe, bool(in_plain[i]), bool(in_outer[i]), now, events, per_fix=False)
         self.stats.events += len(events)
         return events
 
@@ -455,9 +442,7 @@ class FenceEngine:
             elif in_outer is not None:
                 in_region = in_outer
             else:
-                in_region = entry.outer is not None and bool(
-                    shapely.contains_xy(entry.outer, probe.lon, probe.lat)
-                )
+                in_region = entry.outer is not None and bool(shapely.contains_xy(entry.outer, probe.lon, probe.lat))
             if in_region:
                 if state == PENDING and probe.fix_time - visit.since >= timedelta(seconds=fence.dwell_s):
                     self._enter(events, entry, resp, probe, now, visit)

@@ -119,9 +119,7 @@ def from_local_metres(geom: BaseGeometry, inv: Transformer) -> BaseGeometry:
             holes = []
             for hole in part.interiors:
                 h = np.asarray(hole.coords)
-                holes.append(
-                    list(zip(unwrap_lons(h[:, 0], reference=float(ext_lons[0])), h[:, 1], strict=True))
-                )
+                holes.append(list(zip(unwrap_lons(h[:, 0], reference=float(ext_lons[0])), h[:, 1], strict=True)))
             rebuilt.append(Polygon(list(zip(ext_lons, ext[:, 1], strict=True)), holes))
         else:
             rebuilt.append(part)
@@ -168,9 +166,7 @@ def geodesic_perimeter_m(geom: BaseGeometry) -> float:
     return total
 
 
-def route_line(
-    lon1: float, lat1: float, lon2: float, lat2: float, *, step_m: float = 10_000.0
-) -> BaseGeometry:
+def route_line(lon1: float, lat1: float, lon2: float, lat2: float, *, step_m: float = 10_000.0) -> BaseGeometry:
     """The geodesic between two points as a (densified) line in lon/lat, split at the antimeridian."""
     dist = distance_m(lon1, lat1, lon2, lat2)
     n_between = min(int(dist // step_m), 200)

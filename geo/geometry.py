@@ -215,9 +215,7 @@ def _finish(
     if area_m2 <= 0.0:
         raise GeometryError([("geometry", "degenerate geometry (zero area)")])
     if area_m2 > max_area_km2 * 1e6:
-        raise GeometryError(
-            [("geometry", f"area {area_m2 / 1e6:.0f} km² exceeds the limit of {max_area_km2:.0f} km²")]
-        )
+        raise GeometryError([("geometry", f"area {area_m2 / 1e6:.0f} km² exceeds the limit of {max_area_km2:.0f} km²")])
     return ParsedGeometry(
         geometry=geom, repaired=bool(repairs), repairs=repairs, area_m2=area_m2, n_vertices=n_vertices
     )

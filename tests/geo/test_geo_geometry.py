@@ -52,9 +52,7 @@ def test_bowtie_is_rejected_with_reason_when_repair_is_off():
 def test_unclosed_ring_gives_field_error():
     with pytest.raises(GeometryError) as exc:
         parse_geojson(poly([[0, 0], [1, 0], [1, 1], [0, 1]]))
-    assert exc.value.errors == [
-        ("geometry.coordinates[0]", "ring is not closed (first position must equal the last)")
-    ]
+    assert exc.value.errors == [("geometry.coordinates[0]", "ring is not closed (first position must equal the last)")]
 
 
 def test_ring_with_too_few_positions():

@@ -1,0 +1,275 @@
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import pytest
+from shapely.geometry import box
+
+from geo.fences import Fence, FenceEngine, Fix, to_tile38
+from geo.geodesy import point_buffer
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+ZONE = box(14.0, 46.0, 14.1, 46.1)
+ALL = frozenset({"enter", "exit", "inside", "outside", "dwell"})
+
+
+def at(s: float) -> datetime:
+    return T0 + timedelta(seconds=s)
+
+
+def fix(s, lon, lat, rid="r1", **kw):
+    kw.setdefault("received_at", at(s))
+    return Fix(responder_id=rid, fix_time=at(s), lon=lon, lat=lat, seq=int(s * 1000), **kw)
+
+
+def engine_with(fence: Fence, window_s: float = 10.0) -> FenceEngine:
+    eng = FenceEngine(reorder_window_s=window_s)
+    assert eng.upsert_fence(fence, T0) == []
+    return eng
+
+
+def feed(eng: FenceEngine, fixes, now_s=1000.0):
+    """Deliver fixes on time (as of the newest one), then let the window pass."""
+    newest = max(f.fix_time for f in fixes)
+    return eng.add_fixes(fixes, newest) + eng.advance(at(now_s))
+
+
+def detects(events):
+    return [(e.detect, e.fix_time) for e in events]
+
+
+IN, OUT = (14.05, 46.05), (13.95, 46.05)
+
+
+def test_enter_then_exit_with_inside_and_outside_events():
+    eng = engine_with(Fence(id="z", geometry=ZONE, detect=ALL - {"dwell"}))
+    events = feed(eng, [fix(0, *OUT), fix(10, *IN), fix(20, *IN), fix(30, *OUT), fix(40, *OUT)])
+    assert detects(events) == [
+        ("enter", at(10)),
+        ("inside", at(10)),
+        ("inside", at(20)),
+        ("exit", at(30)),
+        ("outside", at(30)),
+        ("outside", at(40)),
+    ]
+    groups = {e.group for e in events}
+    assert len(groups) == 1  # one visit
+    assert all(e.reason == "fix" and not e.late for e in events)
+    # time is processing time: fixes 0..30 were released on arrival of the 40 s fix, the rest later
+    assert [e.time for e in events] == [at(40)] * 5 + [at(1000)]
+
+
+def test_new_visit_gets_a_new_group():
+    eng = engine_with(Fence(id="z", geometry=ZONE))
+    events = feed(eng, [fix(0, *IN), fix(10, *OUT), fix(20, *IN)])
+    assert [e.detect for e in events] == ["enter", "exit", "enter"]
+    assert events[0].group == events[1].group != events[2].group
+
+
+def test_events_only_for_requested_detects():
+    eng = engine_with(Fence(id="z", geometry=ZONE, detect=frozenset({"exit"})))
+    events = feed(eng, [fix(0, *IN), fix(10, *OUT)])
+    assert [e.detect for e in events] == ["exit"]
+
+
+def test_fixes_wait_for_the_reorder_window_and_come_out_in_fix_time_order():
+    eng = engine_with(Fence(id="z", geometry=ZONE))
+    assert eng.add_fixes([fix(20, *OUT), fix(10, *IN)], at(19)) == []  # both within the window
+    assert eng.pending_fixes() == 2
+    events = eng.advance(at(30))
+    assert detects(events) == [("enter", at(10)), ("exit", at(20))]
+    assert eng.pending_fixes() == 0
+
+
+def test_late_fix_produces_no_transition():
+    eng = engine_with(Fence(id="z", geometry=ZONE))
+    assert detects(eng.add_fixes([fix(0, *OUT), fix(20, *OUT)], at(100))) == []
+    late = fix(10, *IN)
+    assert eng.add_fixes([late], at(101)) == []
+    assert eng.drain_late() == [late]
+    assert eng.stats.late_fixes == 1
+    assert eng.inside("z") == []
+    assert eng.positions()[0]["fix_time"] == at(20)
+
+
+def test_fix_arriving_after_its_window_is_evaluated_and_flagged_late():
+    eng = engine_with(Fence(id="z", geometry=ZONE))
+    eng.add_fixes([fix(0, *OUT)], at(15))
+    # newer than anything processed, but received 50 s after its fix time (phone was offline)
+    events = eng.add_fixes([fix(10, *IN, received_at=at(60))], at(60))
+    assert [(e.detect, e.late) for e in events] == [("enter", True)]
+
+
+def test_dwell_enters_only_after_staying():
+    eng = engine_with(Fence(id="z", geometry=ZONE, detect=frozenset({"enter", "exit", "dwell"}), dwell_s=60))
+    events = feed(eng, [fix(0, *IN), fix(30, *IN), fix(59, *IN), fix(60, *IN), fix(90, *IN), fix(100, *OUT)])
+    assert detects(events) == [("enter", at(60)), ("dwell", at(60)), ("exit", at(100))]
+    assert events[0].since == at(0)
+
+
+def test_dwell_cancelled_quietly_when_leaving_early():
+    eng = engine_with(Fence(id="z", geometry=ZONE, detect=ALL, dwell_s=60))
+    events = feed(eng, [fix(0, *IN), fix(30, *OUT), fix(40, *IN), fix(80, *IN), fix(100, *IN)])
+    assert detects(events)[:3] == [("enter", at(100)), ("dwell", at(100)), ("inside", at(100))]
+    assert events[0].since == at(40)
+
+
+def test_hysteresis_exit_only_beyond_buffer():
+    eng = engine_with(Fence(id="z", geometry=ZONE, hysteresis_m=200))
+    just_out = (14.1 + 100 / 77_000, 46.05)  # ~100 m east of the edge
+    far_out = (14.1 + 400 / 77_000, 46.05)  # ~400 m
+    events = feed(eng, [fix(0, *IN), fix(10, *just_out), fix(20, *IN), fix(30, *far_out)])
+    assert detects(events) == [("enter", at(0)), ("exit", at(30))]
+
+
+def test_hysteresis_does_not_widen_the_entry():
+    eng = engine_with(Fence(id="z", geometry=ZONE, hysteresis_m=200))
+    assert feed(eng, [fix(0, 14.1 + 100 / 77_000, 46.05)]) == []
+
+
+def test_fix_whose_accuracy_straddles_the_boundary_is_uncertain_and_flips_nothing():
+    eng = engine_with(Fence(id="z", geometry=ZONE, detect=frozenset({"enter", "exit", "inside"})))
+    near_edge_inside = (14.1 - 30 / 77_000, 46.05)  # ~30 m inside the east edge
+    near_edge_outside = (14.1 + 30 / 77_000, 46.05)
+    events = feed(
+        eng,
+        [
+            fix(0, *near_edge_inside, accuracy_m=100),  # would enter, but uncertain
+            fix(10, *IN, accuracy_m=10),  # enters
+            fix(20, *near_edge_outside, accuracy_m=100),  # would exit, but uncertain
+            fix(30, *near_edge_outside, accuracy_m=5),  # exits
+        ],
+    )
+    assert [(e.detect, e.fix_time, e.uncertain) for e in events] == [
+        ("enter", at(10), False),
+        ("inside", at(10), False),
+        ("inside", at(20), True),
+        ("exit", at(30), False),
+    ]
+
+
+def test_creating_a_fence_enters_responders_already_inside():
+    eng = FenceEngine()
+    eng.add_fixes([fix(0, *IN, rid="a"), fix(0, *OUT, rid="b")], at(100))
+    events = eng.upsert_fence(Fence(id="z", geometry=ZONE), at(200))
+    assert [(e.detect, e.responder_id, e.reason, e.fix_time, e.time) for e in events] == [
+        ("enter", "a", "fence_created", at(0), at(200))
+    ]
+
+
+def test_moving_a_fence_emits_enter_and_exit():
+    eng = engine_with(Fence(id="z", geometry=ZONE))
+    eng.add_fixes([fix(0, *IN, rid="a"), fix(0, *OUT, rid="b")], at(100))
+    assert eng.inside("z") == ["a"]
+    moved = Fence(id="z", geometry=box(13.9, 46.0, 14.0, 46.1), version=2)
+    events = eng.upsert_fence(moved, at(200))
+    assert sorted((e.detect, e.responder_id, e.reason) for e in events) == [
+        ("enter", "b", "fence_moved"),
+        ("exit", "a", "fence_moved"),
+    ]
+    assert eng.inside("z") == ["b"]
+
+
+def test_growing_and_shrinking_a_fence_reevaluates_everyone():
+    eng = engine_with(Fence(id="z", geometry=point_buffer(14.05, 46.05, 500)))
+    ids = [f"r{i}" for i in range(100)]
+    fixes = [fix(0, 14.05 + i * 0.0002, 46.05, rid=rid) for i, rid in enumerate(ids)]  # 0..1.5 km east
+    eng.add_fixes(fixes, at(100))
+    before = set(eng.inside("z"))
+    grown = eng.upsert_fence(Fence(id="z", geometry=point_buffer(14.05, 46.05, 1000)), at(200))
+    after = set(eng.inside("z"))
+    assert {e.responder_id for e in grown if e.detect == "enter"} == after - before
+    assert len(after) > len(before) > 0
+    shrunk = eng.upsert_fence(Fence(id="z", geometry=point_buffer(14.05, 46.05, 200)), at(300))
+    assert {e.responder_id for e in shrunk if e.detect == "exit"} == after - set(eng.inside("z"))
+
+
+def test_deleting_a_fence_exits_everyone_inside():
+    eng = engine_with(Fence(id="z", geometry=ZONE))
+    eng.add_fixes([fix(0, *IN, rid="a"), fix(0, *IN, rid="b"), fix(0, *OUT, rid="c")], at(100))
+    events = eng.remove_fence("z", at(200))
+    assert [(e.detect, e.responder_id, e.reason) for e in events] == [
+        ("exit", "a", "fence_deleted"),
+        ("exit", "b", "fence_deleted"),
+    ]
+    assert eng.fence("z") is None and eng.fences_of("a") == []
+    assert feed(eng, [fix(10, *OUT, rid="a")]) == []
+
+
+def test_expired_fence_exits_everyone_inside():
+    eng = engine_with(Fence(id="z", kind="hazard", geometry=ZONE, valid_until=at(150)))
+    eng.add_fixes([fix(0, *IN, rid="a")], at(100))
+    assert eng.expire(at(149)) == []
+    events = eng.advance(at(150))
+    assert [(e.detect, e.responder_id, e.reason, e.fence_kind) for e in events] == [
+        ("exit", "a", "fence_expired", "hazard")
+    ]
+    assert eng.fence("z") is None
+
+
+def test_applies_to_filters_by_responder_and_team():
+    eng = engine_with(Fence(id="z", geometry=ZONE, applies_to=frozenset({"a", "team-1"})))
+    events = feed(
+        eng,
+        [fix(0, *IN, rid="a"), fix(0, *IN, rid="b", team_id="team-1"), fix(0, *IN, rid="c", team_id="team-2")],
+    )
+    assert sorted(e.responder_id for e in events) == ["a", "b"]
+    # narrowing applies_to exits those no longer covered
+    events = eng.upsert_fence(Fence(id="z", geometry=ZONE, applies_to=frozenset({"a"})), at(2000))
+    assert [(e.detect, e.responder_id) for e in events] == [("exit", "b")]
+
+
+def test_unknown_detect_name_is_rejected():
+    with pytest.raises(ValueError, match="unknown detect"):
+        Fence(id="z", geometry=ZONE, detect=frozenset({"enter", "roam"}))
+
+
+def test_snapshot_and_restore_resume_after_failover():
+    fence = Fence(id="z", geometry=ZONE)
+    eng = engine_with(fence)
+    eng.add_fixes([fix(0, *IN, rid="a"), fix(0, *OUT, rid="b")], at(100))
+    rows, positions = eng.snapshot(), eng.positions()
+    assert [(r["responder_id"], r["state"]) for r in rows] == [("a", "inside")]
+
+    other = FenceEngine()
+    other.upsert_fence(fence, at(0))  # fences are loaded before the state
+    other.load_positions(positions)
+    other.restore(rows)
+    events = other.add_fixes([fix(10, *OUT, rid="a"), fix(10, *IN, rid="b")], at(200))
+    assert sorted((e.detect, e.responder_id) for e in events) == [("enter", "b"), ("exit", "a")]
+    exit_event = next(e for e in events if e.detect == "exit")
+    assert exit_event.group == rows[0]["group"]
+    assert other.add_fixes([fix(5, *IN, rid="a")], at(300)) == []  # older than the loaded position
+    assert other.stats.late_fixes == 1
+
+
+def test_pending_min_seq_marks_a_safe_checkpoint():
+    eng = FenceEngine(reorder_window_s=10)
+    eng.add_fixes([fix(5, *IN), fix(1, *IN, rid="b")], at(6))
+    assert eng.pending_min_seq() == 1000
+    eng.advance(at(100))
+    assert eng.pending_min_seq() is None
+
+
+def test_to_tile38_shape():
+    eng = engine_with(Fence(id="flood-1", kind="hazard", name="Flood Warning", geometry=ZONE, meta={"sev": "x"}))
+    (event,) = feed(eng, [fix(0, *IN)])
+    msg = to_tile38(event, hook="wh-1")
+    assert msg["command"] == "set" and msg["detect"] == "enter" and msg["hook"] == "wh-1"
+    assert msg["key"] == "responders" and msg["id"] == "r1"
+    assert msg["object"] == {"type": "Point", "coordinates": [IN[0], IN[1]]}
+    assert msg["meta"] == {"sev": "x"} and msg["hazard"] == "flood-1" and msg["late"] is False
+    assert msg["fix_time"] == "2024-05-01T12:00:00Z" and msg["time"].endswith("Z")
+    assert msg["fence"]["name"] == "Flood Warning"
+    assert msgspec.json.decode(msgspec.json.encode(msg)) == msg
+
+
+def test_prefilter_examines_far_fewer_pairs_than_brute_force():
+    eng = FenceEngine(reorder_window_s=0)
+    for i in range(50):
+        eng.upsert_fence(Fence(id=f"h{i}", geometry=point_buffer(10 + i * 0.1, 45, 800)), T0)
+    fixes = [fix(1, 10 + (i % 500) * 0.01, 45.0 + (i // 500) * 0.001, rid=f"r{i}") for i in range(1000)]
+    eng.add_fixes(fixes, at(1))
+    s = eng.stats
+    assert s.brute_force_pairs == 50_000
+    assert 0 < s.candidate_pairs < s.brute_force_pairs / 20
+    assert s.exact_tests <= s.candidate_pairs
