@@ -98,9 +98,7 @@ def _geometry(geom: Mapping[str, Any], arcs: list[np.ndarray]) -> dict[str, Any]
     return {"type": "MultiPolygon", "coordinates": coords}
 
 
-def topojson_to_features(
-    topology: Mapping[str, Any], object_name: str = "counties"
-) -> dict[str, dict[str, Any]]:
+def topojson_to_features(topology: Mapping[str, Any], object_name: str = "counties") -> dict[str, dict[str, Any]]:
     """Decode one object of a TopoJSON topology into GeoJSON Features keyed by their ``id``.
 
     Raises ValueError when the document is not a Topology or lacks ``object_name``.
@@ -141,9 +139,7 @@ class CountyResolver:
         self._counties = counties
 
     async def geometry_for(self, code: str) -> dict[str, Any] | None:
-        fips = (
-            ugc_to_fips(code) or same_to_fips(code) or (code if len(code) == 5 and code.isdigit() else None)
-        )
+        fips = ugc_to_fips(code) or same_to_fips(code) or (code if len(code) == 5 and code.isdigit() else None)
         if fips is None:
             return None
         feature = self._counties.get(fips)

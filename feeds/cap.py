@@ -240,9 +240,7 @@ def _pick_info(alert: CapAlert) -> CapInfo | None:
     return alert.infos[0] if alert.infos else None
 
 
-def alert_to_item(
-    alert: CapAlert, now: datetime, url: str | None = None
-) -> tuple[HazardItem | None, str | None]:
+def alert_to_item(alert: CapAlert, now: datetime, url: str | None = None) -> tuple[HazardItem | None, str | None]:
     """CapAlert → (hazard, None) or (None, reason it is not a hazard)."""
     if alert.status.lower() != "actual":
         return None, f"status {alert.status!r} is not Actual; skipped"

@@ -45,9 +45,7 @@ def _cap_link(entry: etree._Element, cap_index: bool) -> str | None:
 
 
 def _has_cap_fields(entry: etree._Element) -> bool:
-    return any(
-        isinstance(c.tag, str) and c.tag.startswith("{urn:oasis:names:tc:emergency:cap") for c in entry
-    )
+    return any(isinstance(c.tag, str) and c.tag.startswith("{urn:oasis:names:tc:emergency:cap") for c in entry)
 
 
 def _entry_item(entry: etree._Element, entry_id: str, now: datetime, url: str | None) -> HazardItem:

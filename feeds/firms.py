@@ -169,9 +169,7 @@ def parse(data: bytes, options: Mapping[str, Any] | None = None, now: datetime |
     opts = options or {}
     res = int(opts.get("h3_res", DEFAULT_RES))
     bbox_opt = opts.get("bbox")
-    bbox = (
-        (float(bbox_opt[0]), float(bbox_opt[1]), float(bbox_opt[2]), float(bbox_opt[3])) if bbox_opt else None
-    )
+    bbox = (float(bbox_opt[0]), float(bbox_opt[1]), float(bbox_opt[2]), float(bbox_opt[3])) if bbox_opt else None
     spots, errors, instrument = read_hotspots(
         data, float(opts.get("min_confidence", DEFAULT_MIN_CONFIDENCE)), res, bbox
     )
@@ -202,9 +200,7 @@ def parse(data: bytes, options: Mapping[str, Any] | None = None, now: datetime |
                 kind="wildfire",
                 severity=_severity(total_frp),
                 title=f"Fire area: {len(members)} {instrument} detections",
-                description=(
-                    f"{len(members)} hotspots in {len(cells)} H3 cells (res {res}), FRP {total_frp:.0f} MW"
-                ),
+                description=(f"{len(members)} hotspots in {len(cells)} H3 cells (res {res}), FRP {total_frp:.0f} MW"),
                 geometry=geometry,
                 point=(round(lon, 5), round(lat, 5)),
                 valid_from=first,

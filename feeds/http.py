@@ -38,10 +38,7 @@ ACCEPT: dict[str, str] = {
     "usgs": "application/geo+json, application/json;q=0.9",
     "gdacs": "application/rss+xml, application/xml;q=0.9, text/xml;q=0.8",
     "firms": "text/csv, text/plain;q=0.9",
-    "cap": (
-        "application/atom+xml, application/cap+xml, application/rss+xml, "
-        "application/xml;q=0.9, text/xml;q=0.8"
-    ),
+    "cap": ("application/atom+xml, application/cap+xml, application/rss+xml, application/xml;q=0.9, text/xml;q=0.8"),
 }
 
 Outcome = Literal["changed", "not_modified", "unchanged", "error"]
@@ -61,9 +58,7 @@ class FetchSettings(msgspec.Struct, kw_only=True):
     max_interval_s: float = 3600.0
     """Longest wait between polls, whatever the caching headers say."""
     max_body_bytes: int = 64 * 1024 * 1024
-    source_min_interval_s: dict[str, float] = msgspec.field(
-        default_factory=lambda: dict(SOURCE_MIN_INTERVAL_S)
-    )
+    source_min_interval_s: dict[str, float] = msgspec.field(default_factory=lambda: dict(SOURCE_MIN_INTERVAL_S))
 
 
 class FetchResult(msgspec.Struct, kw_only=True):
@@ -154,9 +149,7 @@ class FeedFetcher:
         """The normal interval: the feed's, never below the source minimum."""
         return max(feed.min_interval_s, self.source_floor_s(feed))
 
-    def backoff_s(
-        self, feed: FeedConfig, consecutive_errors: int, retry_after_s: float | None = None
-    ) -> float:
+    def backoff_s(self, feed: FeedConfig, consecutive_errors: int, retry_after_s: float | None = None) -> float:
         """Full-jitter exponential backoff for the n-th consecutive error (n ≥ 1)."""
         n = max(1, consecutive_errors)
         ceiling = min(self.settings.backoff_cap_s, self.settings.backoff_base_s * 2 ** (n - 1))
@@ -204,9 +197,7 @@ class FeedFetcher:
         """GET the feed once. Never raises for network or HTTP problems (they are outcomes)."""
         started = time.perf_counter()
         try:
-            response = await self._client.get(
-                feed.url, headers=self.headers_for(feed, state), timeout=self._timeout
-            )
+            response = await self._client.get(feed.url, headers=self.headers_for(feed, state), timeout=self._timeout)
             body = response.content
         except httpx.TimeoutException as exc:
             return self._error(feed, state, f"timeout: {type(exc).__name__}", started)
@@ -223,14 +214,10 @@ class FeedFetcher:
                 last_fetch_at=now,
                 next_poll_at=now + timedelta(seconds=self._success_delay(feed, response.headers, now)),
             )
-            return FetchResult(
-                outcome="not_modified", state=new_state, http_status=304, latency_ms=latency_ms
-            )
+            return FetchResult(outcome="not_modified", state=new_state, http_status=304, latency_ms=latency_ms)
         if status >= 400:
             retry_after = parse_retry_after(response.headers.get("retry-after"), now)
-            reason = f"HTTP {status}" + (
-                f" (Retry-After {retry_after:.0f} s)" if retry_after is not None else ""
-            )
+            reason = f"HTTP {status}" + (f" (Retry-After {retry_after:.0f} s)" if retry_after is not None else "")
             return FetchResult(
                 outcome="error",
                 state=self.failure_state(feed, state, status, retry_after if status in (429, 503) else None),

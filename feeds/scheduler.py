@@ -217,9 +217,7 @@ class FeedScheduler:
             status = "disabled"
         elif run.state.consecutive_errors > 0:
             status = "failing"
-        elif health.last_success_at is None or now - health.last_success_at > timedelta(
-            seconds=self._stale_after(run)
-        ):
+        elif health.last_success_at is None or now - health.last_success_at > timedelta(seconds=self._stale_after(run)):
             status = "stale" if health.last_success_at is not None or health.last_outcome else "ok"
         return msgspec.structs.replace(
             health,
@@ -284,9 +282,7 @@ class FeedScheduler:
             items_total=run.health.items_total + len(result.items),
             errors_last=len(result.errors),
         )
-        log.info(
-            "feed %s: %d items, %d errors, %s", feed.name, len(result.items), len(result.errors), summary
-        )
+        log.info("feed %s: %d items, %d errors, %s", feed.name, len(result.items), len(result.errors), summary)
 
     async def _follow(self, feed: FeedConfig, result: ParseResult, now: datetime) -> None:
         """Fetch the full CAP documents an index links to; they replace provisional items."""
@@ -319,9 +315,7 @@ class FeedScheduler:
                     continue
                 result.items[n] = resolved
                 if missing and resolved.geometry is None:
-                    result.errors.append(
-                        ItemError(item.external_id, f"no shape for {', '.join(missing[:5])}")
-                    )
+                    result.errors.append(ItemError(item.external_id, f"no shape for {', '.join(missing[:5])}"))
 
     async def _loop(self, run: _FeedRun) -> None:
         while True:

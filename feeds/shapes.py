@@ -1,7 +1,7 @@
 """Geometry helpers the parsers need: geodesic circles, bbox polygons, antimeridian splitting.
 
-Everything here is lon, lat (GeoJSON order). These are stand-ins until ``geo.geodesy`` lands;
-they compute with pyproj's ``Geod`` (WGS84) and shapely directly.
+Everything here is lon, lat (GeoJSON order). Circles come from
+:mod:`geo.geodesy`; the rest is small shapely glue specific to feed payloads.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from pyproj import Geod
 from shapely.geometry import MultiPolygon, Polygon, box, mapping, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
+
+from geo.geodesy import point_buffer
 
 _GEOD = Geod(ellps="WGS84")
 _WORLD = box(-180.0, -90.0, 180.0, 90.0)
@@ -71,22 +73,20 @@ def _listify(obj: Any) -> Any:
 
 
 def geodesic_circle(lon: float, lat: float, radius_m: float, segments: int = 64) -> dict[str, Any]:
-    """A geodesic circle (WGS84) as GeoJSON; split into a MultiPolygon when it crosses ±180°.
+    """A geodesic circle (WGS84) as GeoJSON; a MultiPolygon split at ±180° when it crosses it.
 
-    The ring is computed with ``Geod.fwd`` from the centre; longitudes are unwrapped around the
-    centre, and the shape is cut at the antimeridian. Radius is clamped to at least
-    :data:`MIN_RADIUS_M`; circles that would reach a pole are not supported (radius ≤ 2,000 km
-    and |lat| < 88 are assumed by callers).
+    Uses :func:`geo.geodesy.point_buffer`. The radius is raised to at least :data:`MIN_RADIUS_M`.
+    A circle that would contain a pole (which ``point_buffer`` refuses) is drawn in unwrapped
+    longitudes and cut at the antimeridian instead — an approximation for that rare case.
     """
     radius = max(float(radius_m), MIN_RADIUS_M)
-    azimuths = [i * 360.0 / segments for i in range(segments)]
-    lons, lats, _ = _GEOD.fwd([lon] * segments, [lat] * segments, azimuths, [radius] * segments)
-    ring = []
-    for x, y in zip(lons, lats, strict=True):
-        dx = (x - lon + 540.0) % 360.0 - 180.0
-        ring.append((lon + dx, y))
-    ring.append(ring[0])
-    geom = fold_antimeridian(Polygon(ring))
+    try:
+        geom: BaseGeometry = point_buffer(lon, lat, radius, segments)
+    except ValueError:
+        azimuths = [i * 360.0 / segments for i in range(segments)]
+        lons, lats, _ = _GEOD.fwd([lon] * segments, [lat] * segments, azimuths, [radius] * segments)
+        ring = [(lon + (x - lon + 540.0) % 360.0 - 180.0, y) for x, y in zip(lons, lats, strict=True)]
+        geom = fold_antimeridian(Polygon([*ring, ring[0]]).buffer(0))
     out = to_geojson(geom)
     assert out is not None
     return out

@@ -87,9 +87,7 @@ def _num(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def parse_feature(
-    feature: Mapping[str, Any], now: datetime, ttl_s: float
-) -> tuple[HazardItem | None, str | None]:
+def parse_feature(feature: Mapping[str, Any], now: datetime, ttl_s: float) -> tuple[HazardItem | None, str | None]:
     """One quake Feature → (item, None) or (None, reason)."""
     props = feature.get("properties")
     ext_id = feature.get("id")

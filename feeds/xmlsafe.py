@@ -62,9 +62,7 @@ def check_safe(data: bytes) -> None:
     text = _scan_text(data)
     decl = _DECL.search(text)
     if decl:
-        raise UnsafeXMLError(
-            f"refused: document declares <!{decl.group(1).upper()} (DTD/entities are not allowed)"
-        )
+        raise UnsafeXMLError(f"refused: document declares <!{decl.group(1).upper()} (DTD/entities are not allowed)")
     for m in _PI.finditer(text):
         if m.group(1).lower() not in ALLOWED_PIS:
             raise UnsafeXMLError(f"refused: processing instruction <?{m.group(1)} is not allowed")
