@@ -56,7 +56,7 @@ def _hexagons(cells: list[int]) -> tuple[npt.NDArray[np.object_], npt.NDArray[np
     for i, cell in enumerate(cells):
         ring = [(lon, lat) for lat, lon in h3i.cell_to_boundary(cell)]
         lons = [p[0] for p in ring]
-        if has_jump([*lons, lons[0]]):
+        if max(lons) - min(lons) > 180.0 and has_jump([*lons, lons[0]]):
             unwrapped = unwrap_lons([*lons, lons[0]])
             if abs(unwrapped[-1] - unwrapped[0]) > 1e-9:
                 polar[i] = True  # contains a pole: always treated as a boundary cell

@@ -31,7 +31,6 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -41,74 +40,10 @@ from shapely.geometry.base import BaseGeometry
 
 from geo.cover import CoverIndex, PolygonCover
 from geo.fence_model import DETECTS, Fence, FenceEvent, Fix, Reason, rfc3339, to_tile38, visit_group
+from geo.fence_state import INSIDE, OUTSIDE, PENDING, EngineStats, _Entry, _Probe, _Responder, _Visit
 from geo.geodesy import buffer_geometry_m, distance_to_boundary_m
 
 __all__ = ["DETECTS", "EngineStats", "Fence", "FenceEngine", "FenceEvent", "Fix", "rfc3339", "to_tile38"]
-
-INSIDE = "inside"
-PENDING = "pending"
-OUTSIDE = "outside"
-
-
-@dataclass
-class EngineStats:
-    """Counters for monitoring and the benchmark."""
-
-    fixes_received: int = 0
-    fixes_evaluated: int = 0
-    late_fixes: int = 0
-    batches: int = 0
-    candidate_pairs: int = 0
-    """(fix, fence) pairs from the H3 prefilter plus pairs kept because a visit is open."""
-    exact_tests: int = 0
-    """Pairs that needed shapely (boundary cells); interior-cell pairs are hits without a test."""
-    brute_force_pairs: int = 0
-    """n_fixes × n_fences for the same batches: what a scan without an index would test."""
-    events: int = 0
-    reevaluations: int = 0
-
-
-@dataclass(slots=True)
-class _Visit:
-    state: str
-    since: datetime
-    group: str
-    last_fix_time: datetime
-    fence_version: int
-
-
-@dataclass(slots=True)
-class _Responder:
-    team_id: str | None
-    lon: float
-    lat: float
-    fix_time: datetime
-    accuracy_m: float | None
-    seq: int
-    visits: dict[str, _Visit] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class _Entry:
-    fence: Fence
-    slot: int
-    cover: PolygonCover
-    outer: BaseGeometry | None
-
-
-@dataclass(slots=True)
-class _Probe:
-    """What one evaluation looks at: a fix, or a responder's last position during a fence change."""
-
-    responder_id: str
-    team_id: str | None
-    fix_time: datetime
-    lon: float
-    lat: float
-    accuracy_m: float | None
-    seq: int | None
-    late: bool
-    reason: Reason
 
 
 class FenceEngine:
@@ -295,6 +230,10 @@ class FenceEngine:
             elif fix.fix_time > resp.fix_time:
                 resp.team_id, resp.lon, resp.lat = fix.team_id, fix.lon, fix.lat
                 resp.fix_time, resp.accuracy_m, resp.seq = fix.fix_time, fix.accuracy_m, fix.seq
+
+    def covering_cells(self) -> int:
+        """Total H3 cells indexed over all fences (interior + boundary)."""
+        return sum(len(e.cover) for e in self._fences.values())
 
     def inside(self, fence_id: str) -> list[str]:
         """Responders currently inside a fence."""

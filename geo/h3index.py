@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import h3
+import h3.api.basic_int as h3i
 import numpy as np
 import numpy.typing as npt
 
@@ -22,7 +23,7 @@ MAX_BBOX_CELLS = 200_000
 
 def cell_for(lon: float, lat: float, res: int = RES_POSITION) -> int:
     """The H3 cell (as int) containing ``lon, lat`` at ``res``."""
-    return int(h3.str_to_int(h3.latlng_to_cell(lat, lon, res)))
+    return int(h3i.latlng_to_cell(lat, lon, res))
 
 
 def cells_for(lons: npt.ArrayLike, lats: npt.ArrayLike, res: int = RES_POSITION) -> npt.NDArray[np.int64]:
@@ -31,14 +32,9 @@ def cells_for(lons: npt.ArrayLike, lats: npt.ArrayLike, res: int = RES_POSITION)
     lat_arr = np.asarray(lats, dtype=np.float64).ravel()
     if lon_arr.shape != lat_arr.shape:
         raise ValueError("lons and lats must have the same length")
-    to_cell = h3.latlng_to_cell
-    to_int = h3.str_to_int
-    out = np.fromiter(
-        (to_int(to_cell(la, lo, res)) for lo, la in zip(lon_arr.tolist(), lat_arr.tolist(), strict=True)),
-        dtype=np.int64,
-        count=lon_arr.size,
-    )
-    return out
+    to_cell = h3i.latlng_to_cell
+    cells = [to_cell(la, lo, res) for lo, la in zip(lon_arr.tolist(), lat_arr.tolist(), strict=True)]
+    return np.asarray(cells, dtype=np.int64) if cells else np.zeros(0, dtype=np.int64)
 
 
 def cell_to_str(cell: int) -> str:
