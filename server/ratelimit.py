@@ -1,6 +1,7 @@
 """Rate limits kept in Redis so every worker counts together.
 
-* per client address on the REST API: a fixed one-minute window (`INCR` + `EXPIRE NX` in one round trip);
+* per client address on the REST API: a fixed one-minute window counted locally and summed in Redis
+  every quarter second (no Redis round trip on the request path);
 * failed logins per account and per address: after ``login_max_failures`` failures in the window each
   further attempt must wait a delay that doubles with every failure (1 s, 2 s, 4 s … capped at 15 min).
 
@@ -10,6 +11,7 @@ Redis only holds what can be rebuilt.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -22,6 +24,7 @@ from .observability import LOGIN_FAILURES, RATE_LIMITED
 log = logging.getLogger("sitrep.ratelimit")
 
 MAX_DELAY_S = 900
+FLUSH_S = 0.25
 
 
 class RateLimiter:
@@ -32,25 +35,56 @@ class RateLimiter:
         self.per_min = per_min
         self.login_max_failures = login_max_failures
         self.login_window_s = login_window_s
+        self._window = 0
+        self._local: dict[str, int] = {}
+        self._global: dict[str, int] = {}
 
     async def check_request(self, address: str) -> None:
+        """Per-address limit shared by all workers without a Redis round trip per request.
+
+        Each worker counts locally and a background flush (``flush_loop``) adds its counts to
+        Redis every ``FLUSH_S`` and reads back the global totals, so the decision uses the global
+        count as of the last flush plus this worker's unflushed requests.
+        """
         if self.per_min <= 0:
             return
         window = int(time.time() // 60)
-        key = f"sitrep:rl:req:{address}:{window}"
-        try:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.incr(key)
-            pipe.expire(key, 61, nx=True)
-            count, _ = await pipe.execute()
-        except RedisError:
-            log.warning("rate limiter unavailable; failing open")
-            return
-        if count > self.per_min:
+        if window != self._window:
+            self._window, self._local, self._global = window, {}, {}
+        count = self._local.get(address, 0) + 1
+        self._local[address] = count
+        if count + self._global.get(address, 0) > self.per_min:
+            self._local[address] = count - 1
             raise TooManyRequests(
                 f"more than {self.per_min} requests per minute from this address",
                 retry_after_s=60 - time.time() % 60,
             )
+
+    async def flush(self) -> None:
+        window, pending = self._window, self._local
+        if not pending:
+            return
+        self._local = {}
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for address, n in pending.items():
+                key = f"sitrep:rl:req:{address}:{window}"
+                pipe.incrby(key, n)
+                pipe.expire(key, 61, nx=True)
+            results = await pipe.execute()
+        except RedisError:
+            log.warning("rate limiter could not reach Redis; counting locally")
+            for address, n in pending.items():
+                self._global[address] = self._global.get(address, 0) + n
+            return
+        if window == self._window:
+            for address, total in zip(pending, results[::2], strict=True):
+                self._global[address] = int(total)
+
+    async def flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_S)
+            await self.flush()
 
     async def check_login(self, username: str, address: str) -> None:
         """Raise 429 if this account or address must still wait before another attempt."""

@@ -46,7 +46,7 @@ class Runtime:
         self.ready = False
         self.shutting_down = False
         self._started: list[Component] = []
-        self._gauge_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     def get(self, name: str) -> Any:
         return self.by_name[name]
@@ -66,16 +66,20 @@ class Runtime:
         for component in self.components:
             await component.start(self)
             self._started.append(component)
-        self._gauge_task = asyncio.create_task(self._pool_gauges(), name="pool-gauges")
+        self._tasks = [
+            asyncio.create_task(self._pool_gauges(), name="pool-gauges"),
+            asyncio.create_task(self.rate_limiter.flush_loop(), name="rate-limit-flush"),
+        ]
         self.ready = True
         log.info("runtime started", extra={"components": [c.name for c in self.components]})
 
     async def stop(self) -> None:
         self.ready = False
         self.shutting_down = True
-        if self._gauge_task:
-            self._gauge_task.cancel()
-            await asyncio.gather(self._gauge_task, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
         for component in reversed(self._started):
             try:
                 await component.stop()

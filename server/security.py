@@ -85,7 +85,26 @@ def encode_access_token(
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
+_verified: dict[str, tuple[float, Principal]] = {}
+_VERIFIED_MAX = 50_000
+
+
 def decode_access_token(secret: str, token: str) -> Principal:
+    """Verify a JWT once per worker; later uses only re-check its expiry (tokens are immutable)."""
+    hit = _verified.get(token)
+    if hit is not None:
+        if hit[0] > time.time():
+            return hit[1]
+        _verified.pop(token, None)
+        raise Unauthorized("access token expired")
+    principal, exp = _decode(secret, token)
+    if len(_verified) >= _VERIFIED_MAX:
+        _verified.clear()
+    _verified[token] = (exp, principal)
+    return principal
+
+
+def _decode(secret: str, token: str) -> tuple[Principal, float]:
     try:
         claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp", "sub"]})
     except jwt.ExpiredSignatureError as exc:
@@ -95,7 +114,7 @@ def decode_access_token(secret: str, token: str) -> Principal:
     if claims.get("typ") != "access":
         raise Unauthorized("not an access token")
     try:
-        return Principal(
+        principal = Principal(
             kind="user",
             id=uuid.UUID(claims["sub"]),
             name=str(claims.get("name", "")),
@@ -105,3 +124,4 @@ def decode_access_token(secret: str, token: str) -> Principal:
         )
     except (KeyError, ValueError) as exc:
         raise Unauthorized("malformed access token") from exc
+    return principal, float(claims["exp"])
