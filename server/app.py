@@ -19,6 +19,7 @@ from .devices.controller import DeviceController, ResponderAdminController
 from .middleware import sitrep_middleware
 from .observability import configure_logging
 from .ops.controller import ops_handlers
+from .positions import position_components, position_handlers
 from .problems import EXCEPTION_HANDLERS
 from .runtime import Component, Runtime
 from .settings import Settings, load_settings
@@ -36,12 +37,13 @@ def route_handlers() -> list[Any]:
         TeamController,
         DeviceController,
         ResponderAdminController,
+        *position_handlers(),
     ]
 
 
 def components(settings: Settings) -> list[Component]:
     """Long-lived tasks owned by the runtime, in start order. Areas add themselves here."""
-    return []
+    return [*position_components(settings)]
 
 
 def create_app(settings: Settings | None = None) -> Litestar:

@@ -1,0 +1,245 @@
+"""The group-commit batcher (component ``ingest``): acknowledged means committed.
+
+Handlers :meth:`IngestBatcher.submit` validated fixes and await the answer. A single loop takes
+everything that arrived within ``SITREP_INGEST_FLUSH_MS`` (up to ``SITREP_INGEST_MAX_BATCH``
+fixes) and hands it to one of a few writer connections, which runs ONE statement in ONE
+transaction (:mod:`.writer`) and commits. Only then are the submitters' futures resolved
+(``stored`` / ``duplicate``) and the new live positions published on the change bus.
+
+The queue is bounded per worker (``SITREP_INGEST_QUEUE_LIMIT`` fixes): when it is full, submit
+raises :class:`Unavailable` (503 + Retry-After) instead of growing memory. On stop: refuse new
+fixes, flush what is queued, then exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+from prometheus_client import Counter, Histogram
+
+from geo.h3index import cell_to_str
+
+from ..bus import Change
+from ..errors import Unavailable
+from ..maintenance import ensure_partitions
+from .fixes import Fix
+from .writer import Written, write_fixes
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+log = logging.getLogger("sitrep.ingest")
+
+FIXES = Counter("sitrep_ingest_fixes_total", "Fixes through the group commit", ["outcome"])
+FLUSH_SECONDS = Histogram(
+    "sitrep_ingest_flush_seconds",
+    "Duration of one group commit",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+FLUSH_SIZE = Histogram(
+    "sitrep_ingest_flush_fixes", "Fixes per group commit", buckets=(1, 10, 50, 100, 500, 1000, 2500, 5000)
+)
+
+_RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+
+
+class _Submission:
+    __slots__ = ("fixes", "future")
+
+    def __init__(self, fixes: Sequence[Fix], future: asyncio.Future[list[str]]) -> None:
+        self.fixes = fixes
+        self.future = future
+
+
+class IngestBatcher:
+    name = "ingest"
+
+    def __init__(self, writers: int = 2) -> None:
+        self.writers = max(1, writers)
+        self.runtime: Runtime = None  # type: ignore[assignment]
+        self._queue: collections.deque[_Submission] = collections.deque()
+        self._queued = 0
+        self._in_flight = 0
+        self._wakeup = asyncio.Event()
+        self._slots = asyncio.Semaphore(self.writers)
+        self._flushes: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._accepting = False
+
+    # -- component -------------------------------------------------------------------------
+    async def start(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        s = runtime.settings.ingest
+        self.flush_s = s.ingest_flush_ms / 1000.0
+        self.max_batch = s.ingest_max_batch
+        self.queue_limit = s.ingest_queue_limit
+        self.stale_after_s = s.stale_after_s
+        self._accepting = True
+        self._loop_task = asyncio.create_task(self._run(), name="ingest-batcher")
+
+    async def stop(self) -> None:
+        self._accepting = False
+        self._wakeup.set()
+        if self._loop_task is not None:
+            try:
+                await asyncio.wait_for(self._loop_task, timeout=30)
+            except TimeoutError:
+                log.error("ingest batcher did not drain in time; unacknowledged fixes dropped")
+                self._loop_task.cancel()
+        if self._flushes:
+            await asyncio.gather(*self._flushes, return_exceptions=True)
+
+    # -- producers -------------------------------------------------------------------------
+    @property
+    def queued(self) -> int:
+        return self._queued
+
+    async def submit(self, fixes: Sequence[Fix]) -> list[str]:
+        """Queue ``fixes`` (unique by responder + fix time) and wait until they are committed.
+
+        Returns one status per fix: ``stored`` or ``duplicate``.
+        """
+        if not fixes:
+            return []
+        if not self._accepting:
+            raise Unavailable("the server is shutting down", retry_after_s=1)
+        if self._queued + len(fixes) > self.queue_limit:
+            FIXES.labels("refused").inc(len(fixes))
+            raise Unavailable("ingest queue is full; retry shortly", retry_after_s=1)
+        future: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Submission(fixes, future))
+        self._queued += len(fixes)
+        self._wakeup.set()
+        # Shield: a client that disconnects must not cancel another submitter's commit.
+        return await asyncio.shield(future)
+
+    # -- the flusher -----------------------------------------------------------------------
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            if not self._queue:
+                self._wakeup.clear()
+                if not self._accepting:
+                    return
+                continue
+            if self._accepting and self._queued < self.max_batch and self.flush_s > 0:
+                await asyncio.sleep(self.flush_s)
+            await self._slots.acquire()
+            batch = self._take()
+            task = asyncio.create_task(self._flush(batch), name="ingest-flush")
+            self._flushes.add(task)
+            task.add_done_callback(self._flush_done)
+
+    def _flush_done(self, task: asyncio.Task[None]) -> None:
+        self._flushes.discard(task)
+        self._slots.release()
+
+    def _take(self) -> list[_Submission]:
+        batch: list[_Submission] = []
+        count = 0
+        while self._queue and (not batch or count + len(self._queue[0].fixes) <= self.max_batch):
+            sub = self._queue.popleft()
+            batch.append(sub)
+            count += len(sub.fixes)
+        self._queued -= count
+        return batch
+
+    async def _flush(self, batch: list[_Submission]) -> None:
+        unique: dict[tuple[uuid.UUID, datetime], Fix] = {}
+        for sub in batch:
+            for fix in sub.fixes:
+                unique.setdefault(fix.key, fix)
+        fixes = list(unique.values())
+        started = time.perf_counter()
+        try:
+            written = await self._write(fixes)
+        except Exception as exc:
+            log.exception("group commit failed", extra={"fixes": len(fixes)})
+            FIXES.labels("failed").inc(len(fixes))
+            error = Unavailable("could not store the fixes; retry", retry_after_s=1)
+            error.__cause__ = exc
+            for sub in batch:
+                if not sub.future.done():
+                    sub.future.set_exception(error)
+            return
+        FLUSH_SECONDS.observe(time.perf_counter() - started)
+        FLUSH_SIZE.observe(len(fixes))
+        FIXES.labels("stored").inc(len(written.stored))
+        # Committed: now (and only now) answer the submitters.
+        claimed: set[tuple[uuid.UUID, datetime]] = set()
+        for sub in batch:
+            statuses = []
+            for fix in sub.fixes:
+                key = fix.key
+                if key in written.stored and key not in claimed:
+                    claimed.add(key)
+                    statuses.append("stored")
+                else:
+                    statuses.append("duplicate")
+            if not sub.future.done():
+                sub.future.set_result(statuses)
+        self._publish(unique, written)
+
+    async def _write(self, fixes: list[Fix]) -> Written:
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                async with self.runtime.pool.acquire() as conn, conn.transaction():
+                    return await write_fixes(conn, fixes, self.stale_after_s)
+            except _RETRYABLE:
+                if attempts >= 5:
+                    raise
+                await asyncio.sleep(0.005 * attempts)
+            except asyncpg.CheckViolationError as exc:
+                # "no partition of relation positions found for row": create partitions, retry once.
+                if attempts >= 2 or "partition" not in str(exc):
+                    raise
+                db = self.runtime.settings.db
+                async with self.runtime.pool.acquire() as conn:
+                    await ensure_partitions(conn, retention_days=db.retention_days, ahead_days=db.partitions_ahead_days)
+
+    def _publish(self, unique: dict[tuple[uuid.UUID, datetime], Fix], written: Written) -> None:
+        changes = []
+        for row in written.latest:
+            fix = unique.get((row["responder_id"], row["fix_time"]))
+            if fix is None:
+                continue
+            changes.append(position_change(fix, row))
+        if changes:
+            self.runtime.bus.publish(changes)
+
+
+def position_change(fix: Fix, row: Any) -> Change:
+    rid = str(fix.responder_id)
+    team = row["team_id"]
+    return Change(
+        topic="positions",
+        key=rid,
+        data={
+            "id": rid,
+            "callsign": row["callsign"],
+            "lon": fix.lon,
+            "lat": fix.lat,
+            "fix_time": fix.fix_time.isoformat().replace("+00:00", "Z"),
+            "accuracy_m": fix.accuracy_m,
+            "speed_mps": fix.speed_mps,
+            "heading_deg": fix.heading_deg,
+            "battery_pct": fix.battery_pct,
+            "status": row["status"],
+            "stale": bool(row["stale"]),
+            "h3": cell_to_str(fix.h3),
+        },
+        accepted_at=fix.accepted_at,
+        lon=fix.lon,
+        lat=fix.lat,
+        team_id=str(team) if team else None,
+    )

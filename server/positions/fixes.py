@@ -1,0 +1,219 @@
+"""A GPS fix as the ingest path carries it, and the checks every fix passes before it is queued.
+
+Pure: no I/O. Each check either returns a :class:`Fix` or raises :class:`Rejected` with a short
+machine-readable reason (``invalid_coordinates``, ``future_fix_time`` …) and a human detail.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from geo.h3index import cell_for
+
+MAX_BATCH = 1000
+"""Most fixes in one `POST /v1/positions` body."""
+
+RANGES: dict[str, tuple[float, float]] = {
+    "accuracy_m": (0.0, 100_000.0),
+    "speed_mps": (0.0, 350.0),
+    "heading_deg": (0.0, 360.0),
+    "altitude_m": (-1_000.0, 50_000.0),
+    "battery_pct": (0.0, 100.0),
+}
+
+
+class Rejected(Exception):
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(detail or reason)
+        self.reason = reason
+        self.detail = detail or reason
+
+
+class Fix:
+    """One validated fix, ready for the group commit."""
+
+    __slots__ = (
+        "accepted_at",
+        "accuracy_m",
+        "altitude_m",
+        "attributes",
+        "battery_pct",
+        "client_id",
+        "device_id",
+        "fix_time",
+        "h3",
+        "heading_deg",
+        "lat",
+        "lon",
+        "poor_accuracy",
+        "responder_id",
+        "source",
+        "speed_mps",
+    )
+
+    def __init__(
+        self,
+        *,
+        responder_id: uuid.UUID,
+        fix_time: datetime,
+        lon: float,
+        lat: float,
+        accuracy_m: float | None = None,
+        speed_mps: float | None = None,
+        heading_deg: float | None = None,
+        altitude_m: float | None = None,
+        battery_pct: float | None = None,
+        source: str = "api",
+        device_id: uuid.UUID | None = None,
+        client_id: str | None = None,
+        poor_accuracy: bool = False,
+        attributes: dict[str, Any] | None = None,
+        accepted_at: float | None = None,
+    ) -> None:
+        self.responder_id = responder_id
+        self.fix_time = fix_time
+        self.lon = lon
+        self.lat = lat
+        self.h3 = cell_for(lon, lat)
+        self.accuracy_m = accuracy_m
+        self.speed_mps = speed_mps
+        self.heading_deg = heading_deg
+        self.altitude_m = altitude_m
+        self.battery_pct = battery_pct
+        self.source = source
+        self.device_id = device_id
+        self.client_id = client_id
+        self.poor_accuracy = poor_accuracy
+        self.attributes = attributes
+        self.accepted_at = time.time() if accepted_at is None else accepted_at
+
+    @property
+    def key(self) -> tuple[uuid.UUID, datetime]:
+        return (self.responder_id, self.fix_time)
+
+
+class FixIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One item of a `POST /v1/positions` body (and of a WebSocket `fix` message)."""
+
+    fix_time: datetime | float
+    """RFC 3339 (UTC when no offset is given) or unix seconds."""
+    lon: float
+    lat: float
+    responder_id: uuid.UUID | None = None
+    """Defaults to the calling device's (or responder user's) own responder."""
+    accuracy_m: float | None = None
+    speed_mps: float | None = None
+    heading_deg: float | None = None
+    altitude_m: float | None = None
+    battery_pct: float | None = None
+    source: str | None = None
+    client_id: str | None = None
+    """Idempotency key: a repeat within one batch is acknowledged as a duplicate."""
+
+
+class Limits:
+    """The settings the checks need (kept apart so the checks stay pure and testable)."""
+
+    __slots__ = ("max_future_s", "poor_accuracy_m", "retention_days")
+
+    def __init__(self, max_future_s: float, retention_days: int, poor_accuracy_m: float) -> None:
+        self.max_future_s = max_future_s
+        self.retention_days = retention_days
+        self.poor_accuracy_m = poor_accuracy_m
+
+    def horizon(self, now: datetime) -> datetime:
+        """Oldest accepted fix time: the start of the oldest kept daily partition."""
+        day = (now - timedelta(days=self.retention_days)).date()
+        return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def to_utc(value: datetime | float | int) -> datetime:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if not math.isfinite(value):
+        raise Rejected("invalid_fix_time", "fix_time is not finite")
+    try:
+        return datetime.fromtimestamp(float(value), tz=UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise Rejected("invalid_fix_time", "fix_time out of range") from exc
+
+
+def check_number(name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if not math.isfinite(value):
+        raise Rejected("not_finite", f"{name} is NaN or infinite")
+    low, high = RANGES[name]
+    if not low <= value <= high:
+        raise Rejected("out_of_range", f"{name} must be within {low:g}..{high:g}")
+    return float(value)
+
+
+def check_point(lon: float, lat: float) -> None:
+    if not (math.isfinite(lon) and math.isfinite(lat)):
+        raise Rejected("not_finite", "lon/lat is NaN or infinite")
+    if not (-180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0):
+        raise Rejected("invalid_coordinates", "lon must be within -180..180 and lat within -90..90")
+    if lon == 0.0 and lat == 0.0:
+        raise Rejected("null_island", "(0, 0) is not a real fix")
+
+
+def build_fix(
+    limits: Limits,
+    *,
+    responder_id: uuid.UUID,
+    fix_time: datetime | float,
+    lon: float,
+    lat: float,
+    now: datetime | None = None,
+    accuracy_m: float | None = None,
+    speed_mps: float | None = None,
+    heading_deg: float | None = None,
+    altitude_m: float | None = None,
+    battery_pct: float | None = None,
+    source: str = "api",
+    device_id: uuid.UUID | None = None,
+    client_id: str | None = None,
+    attributes: dict[str, Any] | None = None,
+) -> Fix:
+    """Validate one fix; raises :class:`Rejected`."""
+    now = now or datetime.now(UTC)
+    check_point(lon, lat)
+    when = to_utc(fix_time)
+    if when > now + timedelta(seconds=limits.max_future_s):
+        raise Rejected("future_fix_time", f"fix_time is more than {limits.max_future_s:g} s in the future")
+    if when < limits.horizon(now):
+        raise Rejected("too_old", f"fix_time is older than the {limits.retention_days}-day retention")
+    if client_id is not None and len(client_id) > 128:
+        raise Rejected("invalid_client_id", "client_id longer than 128 characters")
+    if len(source) > 32:
+        raise Rejected("invalid_source", "source longer than 32 characters")
+    if heading_deg is not None and heading_deg == 360.0:
+        heading_deg = 0.0
+    accuracy = check_number("accuracy_m", accuracy_m)
+    return Fix(
+        responder_id=responder_id,
+        fix_time=when,
+        lon=float(lon),
+        lat=float(lat),
+        accuracy_m=accuracy,
+        speed_mps=check_number("speed_mps", speed_mps),
+        heading_deg=check_number("heading_deg", heading_deg),
+        altitude_m=check_number("altitude_m", altitude_m),
+        battery_pct=check_number("battery_pct", battery_pct),
+        source=source,
+        device_id=device_id,
+        client_id=client_id,
+        poor_accuracy=accuracy is not None and accuracy > limits.poor_accuracy_m,
+        attributes=attributes,
+    )
+
+
+def flags_of(fix: Fix) -> list[str]:
+    return ["poor_accuracy"] if fix.poor_accuracy else []

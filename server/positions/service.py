@@ -1,0 +1,220 @@
+"""Ingest orchestration: who may post for whom, per-item validation, dedup, then the group commit.
+
+Used by the three ingest paths (batch JSON, OsmAnd/Traccar, WebSocket). Items that fail a check
+are rejected with a reason; the valid rest is stored exactly once (duplicates are acknowledged as
+``duplicate``, never stored twice).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from ..devices.auth import DeviceIdentity
+from ..errors import Forbidden, InvalidInput, Unauthorized
+from ..permissions import allowed
+from ..security import Principal
+from .batcher import IngestBatcher
+from .directory import ResponderDirectory
+from .fixes import MAX_BATCH, Fix, FixIn, Limits, Rejected, build_fix, flags_of
+from .osmand import OsmandFix
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+
+class AcceptedItem(msgspec.Struct, kw_only=True):
+    index: int
+    status: str
+    """``stored`` or ``duplicate``."""
+    flags: list[str] = msgspec.field(default_factory=list)
+    client_id: str | None = None
+
+
+class RejectedItem(msgspec.Struct, kw_only=True):
+    index: int
+    reason: str
+    detail: str = ""
+    client_id: str | None = None
+
+
+class BatchResult(msgspec.Struct, kw_only=True):
+    accepted: list[AcceptedItem]
+    rejected: list[RejectedItem]
+
+
+_item_decoder = msgspec.json.Decoder(FixIn)
+_raw_list = msgspec.json.Decoder(list[msgspec.Raw])
+_directory = ResponderDirectory()
+
+
+def limits_of(runtime: Runtime) -> Limits:
+    s = runtime.settings
+    return Limits(s.ingest.max_future_s, s.db.retention_days, s.ingest.poor_accuracy_m)
+
+
+def batcher_of(runtime: Runtime) -> IngestBatcher:
+    return runtime.get("ingest")  # type: ignore[no-any-return]
+
+
+class Caller(msgspec.Struct, kw_only=True):
+    """Who posts fixes: a user principal or a device."""
+
+    principal: Principal | None = None
+    device: DeviceIdentity | None = None
+
+
+async def caller_for(runtime: Runtime, principal: Any, device_token: str | None) -> Caller:
+    if isinstance(principal, Principal):
+        if not allowed(principal.role, "positions:write"):
+            raise Forbidden(f"role {principal.role!r} may not positions:write")
+        return Caller(principal=principal)
+    if device_token:
+        return Caller(device=await runtime.device_auth.resolve(runtime.pool, device_token))
+    raise Unauthorized("a device token or an access token is required")
+
+
+def _responder_for(caller: Caller, requested: uuid.UUID | None) -> uuid.UUID:
+    if caller.device is not None:
+        if requested is not None and requested != caller.device.responder_id:
+            raise Rejected("forbidden_responder", "a device posts only for its own responder")
+        return caller.device.responder_id
+    principal = caller.principal
+    assert principal is not None
+    if principal.role == "responder":
+        own = principal.responder_id
+        if own is None:
+            raise Rejected("forbidden_responder", "this user is not a responder")
+        if requested is not None and requested != own:
+            raise Rejected("forbidden_responder", "a responder posts only for themself")
+        return own
+    if requested is None:
+        raise Rejected("missing_responder", "responder_id is required")
+    return requested
+
+
+def decode_items(body: bytes) -> list[msgspec.Raw]:
+    try:
+        items = _raw_list.decode(body)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput("expected a JSON array of fixes", errors=[{"field": "body", "message": str(exc)}]) from exc
+    except msgspec.DecodeError as exc:
+        raise InvalidInput("malformed JSON", errors=[{"field": "body", "message": str(exc)}]) from exc
+    if len(items) > MAX_BATCH:
+        raise InvalidInput(
+            f"at most {MAX_BATCH} fixes per batch",
+            errors=[{"field": "body", "message": f"{len(items)} fixes; the limit is {MAX_BATCH}"}],
+        )
+    return items
+
+
+async def ingest_items(
+    runtime: Runtime, caller: Caller, items: Sequence[msgspec.Raw | FixIn], *, source: str = "api"
+) -> BatchResult:
+    limits = limits_of(runtime)
+    now = datetime.now(UTC)
+    device_id = caller.device.device_id if caller.device else None
+    rejected: list[RejectedItem] = []
+    valid: list[tuple[int, Fix]] = []
+    for index, raw in enumerate(items):
+        client_id = None
+        try:
+            item = raw if isinstance(raw, FixIn) else _item_decoder.decode(raw)
+            client_id = item.client_id
+            fix = build_fix(
+                limits,
+                responder_id=_responder_for(caller, item.responder_id),
+                fix_time=item.fix_time,
+                lon=item.lon,
+                lat=item.lat,
+                now=now,
+                accuracy_m=item.accuracy_m,
+                speed_mps=item.speed_mps,
+                heading_deg=item.heading_deg,
+                altitude_m=item.altitude_m,
+                battery_pct=item.battery_pct,
+                source=item.source or source,
+                device_id=device_id,
+                client_id=client_id,
+            )
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            rejected.append(RejectedItem(index=index, reason="invalid_item", detail=str(exc)))
+            continue
+        except Rejected as exc:
+            rejected.append(RejectedItem(index=index, reason=exc.reason, detail=exc.detail, client_id=client_id))
+            continue
+        valid.append((index, fix))
+    return await _commit(runtime, valid, rejected)
+
+
+async def ingest_osmand(runtime: Runtime, device: DeviceIdentity, fixes: Sequence[OsmandFix]) -> BatchResult:
+    limits = limits_of(runtime)
+    now = datetime.now(UTC)
+    rejected: list[RejectedItem] = []
+    valid: list[tuple[int, Fix]] = []
+    for index, item in enumerate(fixes):
+        try:
+            fix = build_fix(
+                limits,
+                responder_id=device.responder_id,
+                fix_time=item.fix_time,
+                lon=item.lon,
+                lat=item.lat,
+                now=now,
+                accuracy_m=item.accuracy_m,
+                speed_mps=item.speed_mps,
+                heading_deg=item.heading_deg,
+                altitude_m=item.altitude_m,
+                battery_pct=item.battery_pct,
+                source="osmand",
+                device_id=device.device_id,
+                attributes=item.attributes or None,
+            )
+        except Rejected as exc:
+            rejected.append(RejectedItem(index=index, reason=exc.reason, detail=exc.detail))
+            continue
+        valid.append((index, fix))
+    return await _commit(runtime, valid, rejected)
+
+
+async def _commit(runtime: Runtime, valid: list[tuple[int, Fix]], rejected: list[RejectedItem]) -> BatchResult:
+    teams = await _directory.teams(runtime.pool, {f.responder_id for _, f in valid}) if valid else {}
+    unique: list[Fix] = []
+    first: dict[Any, int] = {}  # key -> position in `unique`
+    slots: list[tuple[int, Fix, int, bool]] = []  # (index, fix, unique position, repeat in batch)
+    for index, fix in valid:
+        if fix.responder_id not in teams:
+            rejected.append(
+                RejectedItem(
+                    index=index, reason="unknown_responder", detail="no such responder", client_id=fix.client_id
+                )
+            )
+            continue
+        pos = first.get(fix.key)
+        if pos is None and fix.client_id is not None:
+            pos = first.get(("client", fix.responder_id, fix.client_id))
+        if pos is not None:
+            slots.append((index, fix, pos, True))
+            continue
+        pos = len(unique)
+        unique.append(fix)
+        first[fix.key] = pos
+        if fix.client_id is not None:
+            first[("client", fix.responder_id, fix.client_id)] = pos
+        slots.append((index, fix, pos, False))
+    statuses = await batcher_of(runtime).submit(unique) if unique else []
+    accepted = [
+        AcceptedItem(
+            index=index,
+            status="duplicate" if repeat else statuses[pos],
+            flags=flags_of(fix),
+            client_id=fix.client_id,
+        )
+        for index, fix, pos, repeat in slots
+    ]
+    rejected.sort(key=lambda r: r.index)
+    return BatchResult(accepted=accepted, rejected=rejected)

@@ -1,0 +1,40 @@
+"""Small helpers shared by the positions tests."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+CITY = (-91.6656, 41.9779)
+_counter = itertools.count(1)
+
+
+def iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def unique_time(seconds_ago: float = 60.0) -> datetime:
+    """A fix time no other test in the session uses (distinct milliseconds)."""
+    return now() - timedelta(seconds=seconds_ago) + timedelta(milliseconds=next(_counter))
+
+
+def fix(responder_id: str | None = None, when: datetime | None = None, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "fix_time": iso(when or unique_time()),
+        "lon": CITY[0] + 0.001 * (next(_counter) % 50),
+        "lat": CITY[1],
+        "accuracy_m": 5.0,
+    }
+    if responder_id is not None:
+        body["responder_id"] = responder_id
+    body.update(extra)
+    return body
+
+
+def device_headers(device: dict[str, str]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {device['token']}"}
