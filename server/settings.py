@@ -123,6 +123,8 @@ class IngestSettings(_EnvSettings):
     """Most fixes in one group commit."""
     ingest_queue_limit: int = 50_000
     """Fixes waiting for commit per worker; beyond it ingest answers 503 with Retry-After."""
+    ingest_writers: int = 2
+    """Group commits in flight at once per worker (each on its own pooled connection)."""
     stale_after_s: int = 300
     """A responder with no fix for this long is stale."""
     max_future_s: int = 300
