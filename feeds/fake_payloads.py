@@ -94,7 +94,8 @@ class Scenario:
     def nws_alerts(self, now: datetime, base_url: str) -> dict[str, Any]:
         sc = self.feeds["nws"]
         lon, lat = self.city
-        now = sent = self.anchor("nws", now)
+        sent = self.anchor("nws", now)  # the tornado warning moves with the scenario
+        now = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)  # the others change hourly
         refs = [{"@id": f"{base_url}/alerts/{h}", "identifier": h, "sender": "w-nws.webmaster@noaa.gov",
                  "sent": _iso(sent - timedelta(minutes=10))} for h in sc.history[-1:]]  # fmt: skip
         shift = 0.05 * sc.revision
