@@ -28,7 +28,7 @@ from feeds.capschema import CAP_NAMESPACES, validate_cap
 from feeds.model import FeedFormatError, HazardItem, ItemError, ParseResult, Status, normalize_severity
 from feeds.shapes import MIN_RADIUS_M, geodesic_circle, polygon_from_ring, representative_point, union_geojson
 from feeds.times import TimeFormatError, parse_iso
-from feeds.xmlsafe import child, children, local, parse_xml, text
+from feeds.xmlsafe import children, local, parse_xml, text
 
 SOURCE = "cap"
 _PAIR = re.compile(r"(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)")
@@ -343,4 +343,4 @@ def parse(data: bytes, options: Mapping[str, Any] | None = None, now: datetime |
     raise FeedFormatError(f"not CAP, Atom or RSS: <{local(root.tag)}>")
 
 
-__all__ = ["CapAlert", "CapArea", "CapInfo", "CapReference", "CapValue", "child", "parse", "parse_cap_alert"]
+__all__ = ["CapAlert", "CapArea", "CapInfo", "CapReference", "CapValue", "parse", "parse_cap_alert"]
