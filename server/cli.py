@@ -160,6 +160,15 @@ def cmd_create_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_settings(args: argparse.Namespace) -> int:
+    from .settings import describe
+
+    print("| variable | default | meaning |\n|---|---|---|")
+    for name, default, doc in describe():
+        print(f"| `{name}` | `{default}` | {doc} |")
+    return 0
+
+
 def _delegate(module: str, func: str = "main"):  # type: ignore[no-untyped-def]
     def run(args: argparse.Namespace) -> int:
         import importlib
@@ -199,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--role", default="admin")
     p.add_argument("--password", help="(or SITREP_NEW_USER_PASSWORD, or prompt)")
     p.set_defaults(func=cmd_create_user)
+
+    p = sub.add_parser("settings", help="print every SITREP_* setting with its default (Markdown)")
+    p.set_defaults(func=cmd_settings)
 
     for name, module, text in (
         ("simulate", "server.simulate", "replay GPS tracks and synthetic fleets into a running server"),
