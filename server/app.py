@@ -23,6 +23,8 @@ from .positions import position_components, position_handlers
 from .problems import EXCEPTION_HANDLERS
 from .runtime import Component, Runtime
 from .settings import Settings, load_settings
+from .stream.controller import stream_handlers
+from .stream.hub import StreamHub
 from .users.controller import TeamController, UserController
 
 WEB_DIST = Path(__file__).resolve().parent.parent / "web" / "dist"
@@ -38,12 +40,15 @@ def route_handlers() -> list[Any]:
         DeviceController,
         ResponderAdminController,
         *position_handlers(),
+        *stream_handlers,
     ]
 
 
 def components(settings: Settings) -> list[Component]:
     """Long-lived tasks owned by the runtime, in start order. Areas add themselves here."""
-    return [*position_components(settings)]
+    # The stream hub starts first and stops last: what other components publish while stopping
+    # still reaches Redis.
+    return [StreamHub(), *position_components(settings)]
 
 
 def create_app(settings: Settings | None = None) -> Litestar:

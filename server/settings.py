@@ -146,6 +146,32 @@ class FeedSettings(_EnvSettings):
 
 
 @dataclass(frozen=True)
+class StreamSettings(_EnvSettings):
+    stream_publish_hz: float = 20.0
+    """How often a worker publishes its coalesced changes to Redis (one XADD+PUBLISH per tick)."""
+    stream_max_rate_hz: float = 10.0
+    """Most delta frames per second a viewer subscription receives (clients may ask for fewer)."""
+    stream_heartbeat_s: float = 15.0
+    """Idle viewers get a heartbeat this often so proxies keep the socket open."""
+    stream_history_s: float = 60.0
+    """Resume window: batches older than this are trimmed from the Redis stream."""
+    stream_history_max: int = 20_000
+    """Hard cap on batches kept in the Redis stream (approximate MAXLEN)."""
+    stream_queue_frames: int = 256
+    """Frames a viewer may have waiting; a viewer past it is closed with 4008 (too slow)."""
+    stream_max_subscriptions: int = 16
+    """Subscriptions per connection."""
+    stream_max_cells: int = 20_000
+    """Most H3 cells in one subscription area."""
+    stream_max_bbox_deg2: float = 32_400.0
+    """Largest bbox area in square degrees (default: a quarter of the globe); omit the area for everything."""
+    stream_snapshot_limit: int = 20_000
+    """Most objects per topic in a snapshot (the snapshot says `truncated` beyond it)."""
+    stream_redis_prefix: str = "sitrep:stream"
+    """Prefix of the Redis keys and channel the stream uses."""
+
+
+@dataclass(frozen=True)
 class Settings:
     db: DatabaseSettings = field(default_factory=DatabaseSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
@@ -153,6 +179,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     feeds: FeedSettings = field(default_factory=FeedSettings)
+    stream: StreamSettings = field(default_factory=StreamSettings)
 
     @property
     def is_development(self) -> bool:
@@ -186,4 +213,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         server=ServerSettings.from_env(env),
         ingest=IngestSettings.from_env(env),
         feeds=FeedSettings.from_env(env),
+        stream=StreamSettings.from_env(env),
     )

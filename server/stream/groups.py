@@ -1,0 +1,104 @@
+"""Subscription groups: viewers with the same topics, area, rate and scope share one group.
+
+A group filters each received batch once, coalesces what passes (newest state per
+``(topic, key)``), and at most ``rate`` times a second encodes one delta frame that every member
+receives as the same string.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .area import Area
+from .scope import Scope
+from .ticks import Batch, Item, delta_frame
+from .viewer import Frame, ViewerSub
+
+GroupKey = tuple[Any, ...]
+
+
+def group_key(topics: frozenset[str], area: Area, rate_hz: float, scope: Scope) -> GroupKey:
+    return (tuple(sorted(topics)), area.key(), round(rate_hz, 3), scope.key())
+
+
+class Group:
+    def __init__(
+        self,
+        key: GroupKey,
+        topics: frozenset[str],
+        area: Area,
+        rate_hz: float,
+        scope: Scope,
+        epoch: Callable[[], str],
+        on_frames: Callable[[int], None] | None = None,
+    ) -> None:
+        self.key = key
+        self.topics = topics
+        self.area = area
+        self.rate_hz = rate_hz
+        self.interval = 1.0 / rate_hz
+        self.scope = scope
+        self.members: set[ViewerSub] = set()
+        self._epoch = epoch
+        self._on_frames = on_frames
+        self._pending: dict[tuple[str, str], bytes] = {}
+        self._pending_seq = 0
+        self._last_flush = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def matches(self, item: Item) -> bool:
+        return (
+            item.topic in self.topics
+            and self.scope.allows(item.topic, item.key, item.team_id, item.responder_ids, item.public)
+            and self.area.matches(item.lon, item.lat, item.bbox, item.cells)
+        )
+
+    def filter(self, batch: Batch) -> list[bytes]:
+        return [item.json for item in batch.items if self.matches(item)]
+
+    def offer(self, batch: Batch) -> None:
+        """Take a received batch: keep what this group sees, flush now or when the rate allows."""
+        pending = self._pending
+        taken = False
+        for item in batch.items:
+            if self.matches(item):
+                pending[(item.topic, item.key)] = item.json
+                taken = True
+        if not taken:
+            return
+        self._pending_seq = batch.seq
+        if self._timer is not None:
+            return
+        wait = self._last_flush + self.interval - time.monotonic()
+        if wait <= 0:
+            self.flush()
+        else:
+            self._timer = asyncio.get_running_loop().call_later(wait, self.flush)
+
+    def flush(self) -> None:
+        self._timer = None
+        if not self._pending:
+            return
+        items = list(self._pending.values())
+        self._pending = {}
+        self._last_flush = time.monotonic()
+        frame = Frame("delta", self._pending_seq, delta_frame(self._epoch(), self._pending_seq, items))
+        for sub in list(self.members):
+            sub.deliver(frame)
+        if self._on_frames is not None:
+            self._on_frames(len(self.members))
+
+    def replay_frame(self, batch: Batch) -> Frame | None:
+        items = self.filter(batch)
+        if not items:
+            return None
+        return Frame("delta", batch.seq, delta_frame(batch.epoch, batch.seq, items))
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._pending = {}

@@ -1,0 +1,192 @@
+"""Snapshots: the current state of an area, read from PostgreSQL, in the same item shape as
+deltas (``topic``, ``key``, ``data``, ``accepted_at``), filtered by the subscriber's scope."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from geo.h3index import cell_to_str
+
+from .area import Area
+from .scope import Scope
+
+POSITIONS_SQL = """
+SELECT lp.responder_id, r.callsign, r.status, r.team_id, ST_X(lp.geom) AS lon, ST_Y(lp.geom) AS lat,
+       lp.fix_time, extract(epoch FROM lp.received_at)::float8 AS accepted_at, lp.accuracy_m,
+       lp.speed_mps, lp.heading_deg, lp.battery_pct, lp.stale, lp.h3
+FROM latest_positions lp JOIN responders r ON r.id = lp.responder_id
+WHERE ($1::float8 IS NULL OR lp.geom && ST_MakeEnvelope($1, $2, $3, $4, 4326))
+  AND ($5::boolean OR r.team_id = $6::uuid OR r.id = $7::uuid)
+ORDER BY lp.responder_id
+LIMIT $8
+"""
+
+INCIDENTS_SQL = """
+SELECT i.id, i.type, i.priority, i.status, i.title, i.address, i.team_id,
+       ST_X(ST_PointOnSurface(i.geom)) AS lon, ST_Y(ST_PointOnSurface(i.geom)) AS lat,
+       ST_AsGeoJSON(i.geom)::jsonb AS geometry, i.created_at, i.updated_at,
+       extract(epoch FROM i.updated_at)::float8 AS accepted_at,
+       coalesce((SELECT array_agg(a.responder_id::text) FROM assignments a
+                 WHERE a.incident_id = i.id AND a.responder_id IS NOT NULL), '{}') AS responder_ids
+FROM incidents i
+WHERE i.status NOT IN ('resolved', 'closed', 'cancelled')
+  AND ($1::float8 IS NULL OR i.geom && ST_MakeEnvelope($1, $2, $3, $4, 4326))
+  AND ($5::boolean OR i.team_id = $6::uuid
+       OR EXISTS (SELECT 1 FROM assignments a WHERE a.incident_id = i.id AND a.responder_id = $7::uuid))
+ORDER BY i.priority, i.created_at
+LIMIT $8
+"""
+
+HAZARDS_SQL = """
+SELECT h.id, h.source, h.kind, h.severity, h.title, h.status, h.is_public, h.valid_from, h.valid_until,
+       ST_AsGeoJSON(h.geom)::jsonb AS geometry,
+       ST_XMin(h.geom) AS xmin, ST_YMin(h.geom) AS ymin, ST_XMax(h.geom) AS xmax, ST_YMax(h.geom) AS ymax,
+       extract(epoch FROM h.updated_at)::float8 AS accepted_at
+FROM hazards h
+WHERE h.status = 'active' AND (h.valid_until IS NULL OR h.valid_until > now())
+  AND ($1::float8 IS NULL OR h.geom && ST_MakeEnvelope($1, $2, $3, $4, 4326))
+  AND (NOT $5::boolean OR h.is_public)
+ORDER BY h.updated_at DESC
+LIMIT $6
+"""
+
+ALERTS_SQL = """
+SELECT a.id, a.identifier, a.status, a.cap_status, a.msg_type, a.content, a.sent_at, a.expires,
+       ST_AsGeoJSON(a.area)::jsonb AS geometry,
+       ST_XMin(a.area) AS xmin, ST_YMin(a.area) AS ymin, ST_XMax(a.area) AS xmax, ST_YMax(a.area) AS ymax,
+       extract(epoch FROM coalesce(a.sent_at, a.updated_at))::float8 AS accepted_at
+FROM alerts a
+WHERE a.status = 'sent' AND (a.expires IS NULL OR a.expires > now())
+  AND ($1::float8 IS NULL OR a.area IS NULL OR a.area && ST_MakeEnvelope($1, $2, $3, $4, 4326))
+ORDER BY a.sent_at DESC NULLS LAST
+LIMIT $5
+"""
+
+_enc = msgspec.json.Encoder()
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def _item(topic: str, key: str, data: dict[str, Any], accepted_at: float) -> bytes:
+    return _enc.encode({"topic": topic, "key": key, "data": data, "accepted_at": accepted_at})
+
+
+async def load(
+    conn: asyncpg.Connection, topics: frozenset[str], area: Area, scope: Scope, limit: int
+) -> tuple[list[bytes], bool]:
+    """Encoded snapshot items for ``topics`` in ``area`` and whether any topic hit ``limit``."""
+    env = area.bbox or area.envelope
+    box: list[float | None] = list(env) if env else [None, None, None, None]
+    everyone = scope.kind == "all"
+    team = scope.team_id
+    rsp = scope.responder_id
+    items: list[bytes] = []
+    truncated = False
+    if "positions" in topics and scope.kind != "public":
+        rows = await conn.fetch(POSITIONS_SQL, *box, everyone, team, rsp, limit)
+        truncated |= len(rows) >= limit
+        for r in rows:
+            if not area.contains_point(r["lon"], r["lat"]):
+                continue
+            rid = str(r["responder_id"])
+            data = {
+                "id": rid,
+                "callsign": r["callsign"],
+                "lon": r["lon"],
+                "lat": r["lat"],
+                "fix_time": _iso(r["fix_time"]),
+                "accuracy_m": r["accuracy_m"],
+                "speed_mps": r["speed_mps"],
+                "heading_deg": r["heading_deg"],
+                "battery_pct": r["battery_pct"],
+                "status": r["status"],
+                "stale": r["stale"],
+                "h3": cell_to_str(r["h3"]),
+            }
+            items.append(_item("positions", rid, data, r["accepted_at"]))
+    if "incidents" in topics and scope.kind != "public":
+        rows = await conn.fetch(INCIDENTS_SQL, *box, everyone, team, rsp, limit)
+        truncated |= len(rows) >= limit
+        for r in rows:
+            if not area.contains_point(r["lon"], r["lat"]):
+                continue
+            iid = str(r["id"])
+            data = {
+                "id": iid,
+                "type": r["type"],
+                "priority": r["priority"],
+                "status": r["status"],
+                "title": r["title"],
+                "address": r["address"],
+                "team_id": str(r["team_id"]) if r["team_id"] else None,
+                "geometry": r["geometry"],
+                "responder_ids": list(r["responder_ids"]),
+                "created_at": _iso(r["created_at"]),
+                "updated_at": _iso(r["updated_at"]),
+            }
+            items.append(_item("incidents", iid, data, r["accepted_at"]))
+    if "hazards" in topics:
+        rows = await conn.fetch(HAZARDS_SQL, *box, scope.kind == "public", limit)
+        truncated |= len(rows) >= limit
+        for r in rows:
+            if not area.intersects_bbox((r["xmin"], r["ymin"], r["xmax"], r["ymax"])):
+                continue
+            hid = str(r["id"])
+            data = {
+                "id": hid,
+                "source": r["source"],
+                "kind": r["kind"],
+                "severity": r["severity"],
+                "title": r["title"],
+                "status": r["status"],
+                "is_public": r["is_public"],
+                "valid_from": _iso(r["valid_from"]),
+                "valid_until": _iso(r["valid_until"]),
+                "geometry": r["geometry"],
+            }
+            items.append(_item("hazards", hid, data, r["accepted_at"]))
+    if "alerts" in topics:
+        rows = await conn.fetch(ALERTS_SQL, *box, limit)
+        truncated |= len(rows) >= limit
+        for r in rows:
+            if r["xmin"] is not None and not area.intersects_bbox((r["xmin"], r["ymin"], r["xmax"], r["ymax"])):
+                continue
+            aid = str(r["id"])
+            content = r["content"] or {}
+            data = {
+                "id": aid,
+                "identifier": r["identifier"],
+                "status": r["status"],
+                "cap_status": r["cap_status"],
+                "msg_type": r["msg_type"],
+                "headline": _headline(content),
+                "sent_at": _iso(r["sent_at"]),
+                "expires": _iso(r["expires"]),
+                "geometry": r["geometry"],
+            }
+            items.append(_item("alerts", aid, data, r["accepted_at"]))
+    return items, truncated
+
+
+def _headline(content: Any) -> str | None:
+    if not isinstance(content, dict):
+        return None
+    info = content.get("info")
+    if isinstance(info, list) and info and isinstance(info[0], dict):
+        info = info[0]
+    if isinstance(info, dict) and isinstance(info.get("headline"), str):
+        return str(info["headline"])
+    return content.get("headline") if isinstance(content.get("headline"), str) else None
+
+
+def snapshot_message(sub_id: str, epoch: str, seq: int, items: list[bytes], *, reset: bool, truncated: bool) -> str:
+    head = (
+        f'{{"type":"snapshot","id":{_enc.encode(sub_id).decode()},"epoch":"{epoch}","seq":{seq},'
+        f'"reset":{"true" if reset else "false"},"truncated":{"true" if truncated else "false"},"items":['
+    )
+    return head + b",".join(items).decode() + "]}"

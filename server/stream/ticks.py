@@ -1,0 +1,148 @@
+"""Ticks: the coalesced batch of changes one worker publishes, and the frames viewers receive.
+
+Pure: encoding, decoding and coalescing only. Within a tick only the newest change of each
+``(topic, key)`` survives; the wire form keeps the scoping metadata (location, team, responders,
+public) so every worker can filter for its own viewers, and ``data`` travels as raw JSON so it is
+never decoded and re-encoded on the way through.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+
+from ..bus import Change
+
+BBox = tuple[float, float, float, float]
+
+
+class WireItem(msgspec.Struct, array_like=True):
+    topic: str
+    key: str
+    data: msgspec.Raw
+    accepted_at: float
+    lon: float | None = None
+    lat: float | None = None
+    bbox: BBox | None = None
+    team_id: str | None = None
+    responder_ids: tuple[str, ...] = ()
+    public: bool = False
+
+
+class WireBatch(msgspec.Struct, array_like=True):
+    t: float
+    """Publish time (unix seconds)."""
+    worker: str
+    items: list[WireItem]
+
+
+class ClientItem(msgspec.Struct):
+    topic: str
+    key: str
+    data: msgspec.Raw
+    accepted_at: float
+
+
+_enc = msgspec.json.Encoder()
+_batch_dec = msgspec.json.Decoder(WireBatch)
+
+
+class Item:
+    """A received change: its scoping metadata plus its client JSON, encoded once per batch."""
+
+    __slots__ = (
+        "accepted_at",
+        "bbox",
+        "cells",
+        "json",
+        "key",
+        "lat",
+        "lon",
+        "public",
+        "responder_ids",
+        "team_id",
+        "topic",
+    )
+
+    def __init__(self, w: WireItem) -> None:
+        self.topic = w.topic
+        self.key = w.key
+        self.lon = w.lon
+        self.lat = w.lat
+        self.bbox = w.bbox
+        self.team_id = w.team_id
+        self.responder_ids = w.responder_ids
+        self.public = w.public
+        self.accepted_at = w.accepted_at
+        self.json = _enc.encode(ClientItem(w.topic, w.key, w.data, w.accepted_at))
+        self.cells: dict[int, int] = {}
+        """H3 cell of the point per resolution, computed once per batch for cell areas."""
+
+
+class Batch:
+    __slots__ = ("epoch", "items", "seq", "t", "worker")
+
+    def __init__(self, epoch: str, seq: int, t: float, worker: str, items: list[Item]) -> None:
+        self.epoch = epoch
+        self.seq = seq
+        self.t = t
+        self.worker = worker
+        self.items = items
+
+
+def wire_item(change: Change) -> WireItem:
+    return WireItem(
+        change.topic,
+        change.key,
+        msgspec.Raw(_enc.encode(change.data)),
+        change.accepted_at,
+        change.lon,
+        change.lat,
+        change.bbox,
+        change.team_id,
+        tuple(change.responder_ids),
+        change.public,
+    )
+
+
+def encode_batch(changes: list[Change], worker: str, t: float | None = None) -> bytes:
+    return _enc.encode(WireBatch(time.time() if t is None else t, worker, [wire_item(c) for c in changes]))
+
+
+def decode_batch(epoch: str, seq: int, payload: bytes) -> Batch:
+    wire = _batch_dec.decode(payload)
+    return Batch(epoch, seq, wire.t, wire.worker, [Item(w) for w in wire.items])
+
+
+class Coalescer:
+    """Keeps only the newest change per (topic, key) until drained."""
+
+    __slots__ = ("_pending",)
+
+    def __init__(self) -> None:
+        self._pending: dict[tuple[str, str], Change] = {}
+
+    def add(self, changes: list[Change]) -> None:
+        pending = self._pending
+        for c in changes:
+            pending[(c.topic, c.key)] = c
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def drain(self) -> list[Change]:
+        out = list(self._pending.values())
+        self._pending = {}
+        return out
+
+
+def delta_frame(epoch: str, seq: int, items: list[bytes], sent_at: float | None = None) -> str:
+    """One delta message; built from pre-encoded items, so a frame costs one join."""
+    head = f'{{"type":"delta","epoch":"{epoch}","seq":{seq},"sent_at":{time.time() if sent_at is None else sent_at:.6f},"items":['
+    return head + b",".join(items).decode() + "]}"
+
+
+def message(obj: dict[str, Any]) -> str:
+    return _enc.encode(obj).decode()

@@ -1,0 +1,124 @@
+"""A connected viewer: a bounded queue of frames and its subscriptions.
+
+Transport-agnostic: the WebSocket and SSE handlers drain :meth:`Viewer.next_frames` and write
+them. Producers only ever append (never await), so one slow viewer cannot slow the others: when
+its queue is full it is closed with 4008 and a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..security import Principal
+from .scope import Scope
+
+if TYPE_CHECKING:
+    from .groups import Group
+
+CLOSE_TOO_SLOW = 4008
+CLOSE_RESTART = 1012
+
+
+@dataclass(slots=True)
+class Frame:
+    event: str
+    """delta | snapshot | heartbeat | control (the SSE event name)."""
+    seq: int | None
+    text: str
+
+
+class ViewerClosed(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(eq=False, slots=True)
+class ViewerSub:
+    id: str
+    viewer: Viewer
+    group: Group
+    holding: bool = True
+    """While its snapshot or replay is prepared, live frames wait in ``held``."""
+    held: list[Frame] = field(default_factory=list)
+
+    def deliver(self, frame: Frame) -> None:
+        if self.holding:
+            if len(self.held) >= self.viewer.limit:
+                self.viewer.drop()
+            else:
+                self.held.append(frame)
+        else:
+            self.viewer.put(frame)
+
+    def release(self) -> None:
+        held, self.held, self.holding = self.held, [], False
+        for frame in held:
+            self.viewer.put(frame)
+
+
+class Viewer:
+    def __init__(self, principal: Principal, scope: Scope, limit: int, on_drop: Callable[[Viewer], None]) -> None:
+        self.principal = principal
+        self.scope = scope
+        self.limit = limit
+        self.subs: dict[str, ViewerSub] = {}
+        self.resume_point: tuple[str, int] | None = None
+        self.closed: ViewerClosed | None = None
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self._queue: deque[Frame] = deque()
+        self._wake = asyncio.Event()
+        self._on_drop = on_drop
+
+    def put(self, frame: Frame) -> bool:
+        if self.closed is not None:
+            return False
+        if len(self._queue) >= self.limit:
+            self.drop()
+            return False
+        self._queue.append(frame)
+        self._wake.set()
+        return True
+
+    def drop(self) -> None:
+        if self.closed is None:
+            self.close(CLOSE_TOO_SLOW, f"viewer too slow: more than {self.limit} frames waiting")
+            self._on_drop(self)
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closed is None:
+            self.closed = ViewerClosed(code, reason)
+            self._queue.clear()
+            self._wake.set()
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    async def next_frames(self) -> list[Frame]:
+        """Everything queued (waiting for at least one frame); raises ViewerClosed once closed."""
+        while not self._queue:
+            if self.closed is not None:
+                raise self.closed
+            self._wake.clear()
+            await self._wake.wait()
+        if self.closed is not None:
+            raise self.closed
+        frames = list(self._queue)
+        self._queue.clear()
+        return frames
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    def cancel_tasks(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()

@@ -1,0 +1,168 @@
+"""The stream's pure parts, without a server: coalescing, areas, protocol parsing, scoping,
+group frames shared by every member, and the bounded viewer queue."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import h3.api.basic_int as h3i
+import pytest
+
+from server.bus import Change
+from server.security import Principal
+from server.settings import StreamSettings
+from server.stream.area import Area
+from server.stream.groups import Group, group_key
+from server.stream.protocol import Ping, Resume, StreamError, Subscribe, parse_message
+from server.stream.scope import Scope, check_topics, scope_for
+from server.stream.ticks import Coalescer, decode_batch, encode_batch
+from server.stream.viewer import CLOSE_TOO_SLOW, Frame, Viewer, ViewerClosed, ViewerSub
+
+S = StreamSettings()
+CITY = (-91.6656, 41.9779)
+
+
+def change(key: str, lon: float = CITY[0], lat: float = CITY[1], **kw: object) -> Change:
+    return Change(topic=kw.pop("topic", "positions"), key=key, data={"id": key, "lon": lon, **kw}, lon=lon, lat=lat)  # type: ignore[arg-type]
+
+
+def principal(role: str, team: uuid.UUID | None = None, rsp: uuid.UUID | None = None) -> Principal:
+    return Principal("user", uuid.uuid4(), role, role, team, rsp)
+
+
+def test_coalescer_keeps_only_newest_state_per_topic_and_key() -> None:
+    c = Coalescer()
+    c.add([change("a", v=1), change("b", v=1)])
+    c.add([change("a", v=2), change("a", topic="incidents", v=9)])
+    out = c.drain()
+    assert len(out) == 3 and len(c) == 0
+    assert {(x.topic, x.key): x.data["v"] for x in out} == {
+        ("positions", "a"): 2,
+        ("positions", "b"): 1,
+        ("incidents", "a"): 9,
+    }
+
+
+def test_batch_round_trip_keeps_accepted_at_and_raw_data() -> None:
+    ch = change("r1", speed=3.5)
+    batch = decode_batch("ep", 7, encode_batch([ch], "w1", t=123.0))
+    assert batch.seq == 7 and batch.t == 123.0 and batch.worker == "w1"
+    item = json.loads(batch.items[0].json)
+    assert item == {"topic": "positions", "key": "r1", "data": ch.data, "accepted_at": ch.accepted_at}
+
+
+def test_bbox_area_matches_points_and_boxes() -> None:
+    area = Area(bbox=(-92.0, 41.0, -91.0, 42.0))
+    assert area.matches(-91.5, 41.5, None)
+    assert not area.matches(-93.0, 41.5, None)
+    assert area.matches(None, None, (-91.2, 41.9, -90.0, 43.0))
+    assert not area.matches(None, None, (-90.5, 41.9, -90.0, 43.0))
+    assert area.matches(None, None, None)  # unlocated changes reach every area
+
+
+def test_cell_area_matches_points_in_any_resolution() -> None:
+    coarse = h3i.latlng_to_cell(CITY[1], CITY[0], 6)
+    fine_elsewhere = h3i.latlng_to_cell(40.0, -100.0, 9)
+    msg = {
+        "type": "subscribe",
+        "topics": ["positions"],
+        "cells": [h3i.int_to_str(coarse), h3i.int_to_str(fine_elsewhere)],
+    }
+    sub = parse_message(json.dumps(msg), S)
+    assert isinstance(sub, Subscribe)
+    assert sub.area.matches(CITY[0], CITY[1], None)
+    assert sub.area.matches(-100.0, 40.0, None)
+    assert not sub.area.matches(-95.0, 41.0, None)
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        ("{not json", "bad_json"),
+        ("[1,2]", "invalid_message"),
+        ('{"type":"dance"}', "unknown_type"),
+        ('{"type":"subscribe"}', "invalid_message"),
+        ('{"type":"subscribe","topics":["weather"]}', "unknown_topic"),
+        ('{"type":"subscribe","topics":["positions"],"bbox":[1,2,3]}', "invalid_area"),
+        ('{"type":"subscribe","topics":["positions"],"bbox":[0,0,200,10]}', "invalid_area"),
+        ('{"type":"subscribe","topics":["positions"],"bbox":[10,0,5,10]}', "invalid_area"),
+        ('{"type":"subscribe","topics":["positions"],"bbox":[-180,-90,180,90]}', "area_too_large"),
+        ('{"type":"subscribe","topics":["positions"],"cells":["zz"]}', "invalid_area"),
+        ('{"type":"subscribe","topics":["positions"],"bbox":[0,0,1,1],"cells":["8928308280fffff"]}', "invalid_area"),
+        ('{"type":"subscribe","topics":["positions"],"max_rate_hz":0}', "invalid_message"),
+        ('{"type":"subscribe","topics":["positions"],"colour":"red"}', "invalid_message"),
+        ('{"type":"resume","epoch":"x"}', "invalid_message"),
+        ('{"type":"resume","epoch":"x","from_seq":-1}', "invalid_message"),
+        ("x" * 300_000, "message_too_large"),
+    ],
+)
+def test_bad_messages_raise_coded_errors(raw: str, code: str) -> None:
+    with pytest.raises(StreamError) as info:
+        parse_message(raw, S)
+    assert info.value.code == code and info.value.to_message()["type"] == "error"
+
+
+def test_good_messages_parse() -> None:
+    sub = parse_message('{"type":"subscribe","id":"s1","topics":["positions","hazards"],"max_rate_hz":50}', S)
+    assert isinstance(sub, Subscribe) and sub.max_rate_hz == S.stream_max_rate_hz and sub.area.everywhere
+    assert parse_message('{"type":"resume","epoch":"e1","from_seq":5}', S) == Resume("e1", 5)
+    assert parse_message('{"type":"ping","id":"p"}', S) == Ping("p")
+
+
+def test_role_scopes() -> None:
+    team, other, me = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    responder = scope_for(principal("responder", uuid.UUID(team), uuid.UUID(me)))
+    assert responder.allows("positions", "x", team, (), False)
+    assert not responder.allows("positions", "x", other, (), False)
+    assert responder.allows("positions", me, other, (), False)  # itself, whatever team
+    assert responder.allows("incidents", "i", other, (me,), False)  # assigned to it
+    assert not responder.allows("incidents", "i", other, ("someone",), False)
+    assert responder.allows("hazards", "h", None, (), False)
+    viewer = scope_for(principal("viewer"))
+    assert viewer.allows("hazards", "h", None, (), True) and not viewer.allows("hazards", "h", None, (), False)
+    assert scope_for(principal("coordinator")).allows("positions", "x", other, (), False)
+    with pytest.raises(StreamError) as info:
+        check_topics(principal("viewer"), frozenset({"positions", "hazards"}), "s1")
+    assert info.value.code == "forbidden_topic"
+    check_topics(principal("viewer"), frozenset({"hazards", "alerts"}), "s1")
+
+
+async def test_group_coalesces_and_shares_one_encoded_frame() -> None:
+    area = Area(bbox=(-92.0, 41.0, -91.0, 42.0))
+    scope = Scope("all")
+    group = Group(
+        group_key(frozenset({"positions"}), area, 10, scope), frozenset({"positions"}), area, 10, scope, lambda: "ep"
+    )
+    viewers = [Viewer(principal("admin"), scope, 8, lambda v: None) for _ in range(3)]
+    for i, v in enumerate(viewers):
+        sub = ViewerSub(f"s{i}", v, group, holding=False)
+        group.members.add(sub)
+    group.offer(decode_batch("ep", 1, encode_batch([change("a", v=1), change("far", lon=10.0)], "w")))
+    # Within the rate interval: the next batches coalesce into one frame with the newest "a".
+    group.offer(decode_batch("ep", 2, encode_batch([change("a", v=2), change("b", v=1)], "w")))
+    group.offer(decode_batch("ep", 3, encode_batch([change("a", v=3)], "w")))
+    first = [await v.next_frames() for v in viewers]
+    assert all(len(f) == 1 for f in first)
+    assert [json.loads(f[0].text)["items"][0]["key"] for f in first] == ["a", "a", "a"]
+    await asyncio.sleep(0.15)
+    second = [await v.next_frames() for v in viewers]
+    texts = [f[0].text for f in second]
+    assert texts[0] is texts[1] is texts[2]  # encoded once, shared
+    frame = json.loads(texts[0])
+    assert frame["seq"] == 3 and frame["epoch"] == "ep"
+    assert {i["key"]: i["data"]["v"] for i in frame["items"]} == {"a": 3, "b": 1}
+    assert all("accepted_at" in i for i in frame["items"])
+
+
+async def test_viewer_queue_is_bounded_and_drops_with_4008() -> None:
+    dropped: list[Viewer] = []
+    viewer = Viewer(principal("admin"), Scope("all"), 4, dropped.append)
+    for i in range(4):
+        assert viewer.put(Frame("delta", i, "{}"))
+    assert not viewer.put(Frame("delta", 5, "{}"))
+    assert dropped == [viewer] and viewer.queued == 0
+    with pytest.raises(ViewerClosed) as info:
+        await viewer.next_frames()
+    assert info.value.code == CLOSE_TOO_SLOW and "too slow" in info.value.reason
