@@ -14,6 +14,8 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.static_files import create_static_files_router
 
+from .alerts.controller import AlertController, SubscriberController, alerts_atom
+from .alerts.senders import AlertChannels
 from .auth.controller import AuthController
 from .devices.controller import DeviceController, ResponderAdminController
 from .middleware import sitrep_middleware
@@ -41,6 +43,9 @@ def route_handlers() -> list[Any]:
         ResponderAdminController,
         *position_handlers(),
         *stream_handlers,
+        alerts_atom,
+        AlertController,
+        SubscriberController,
     ]
 
 
@@ -48,7 +53,7 @@ def components(settings: Settings) -> list[Component]:
     """Long-lived tasks owned by the runtime, in start order. Areas add themselves here."""
     # The stream hub starts first and stops last: what other components publish while stopping
     # still reaches Redis.
-    return [StreamHub(), *position_components(settings)]
+    return [StreamHub(), *position_components(settings), AlertChannels()]
 
 
 def create_app(settings: Settings | None = None) -> Litestar:

@@ -146,6 +146,48 @@ class FeedSettings(_EnvSettings):
 
 
 @dataclass(frozen=True)
+class AlertSettings(_EnvSettings):
+    alerts_allow_self_approval: bool = False
+    """Single-operator deployments only: let the author approve their own alert."""
+    alerts_sender: str = "sitrep@example.org"
+    """CAP ``<sender>`` of every alert this deployment issues."""
+    alerts_public_url: str = "http://127.0.0.1:8000"
+    """Public base URL used in links (CAP documents, Atom index, unsubscribe links)."""
+    alerts_max_vertices: int = 100
+    """Vertex budget of an alert polygon; larger areas are simplified to a covering polygon."""
+    alerts_near_edge_m: float = 1000.0
+    """Preview: subscribers this close outside the area's edge are listed separately."""
+    alerts_ipaws: bool = False
+    """IPAWS profile: one SAME event code and ``expires`` required on every alert."""
+    alerts_smtp_host: str = "127.0.0.1"
+    """SMTP relay for alert emails."""
+    alerts_smtp_port: int = 1025
+    """SMTP relay port."""
+    alerts_smtp_from: str = "alerts@example.org"
+    """From address of alert emails."""
+    alerts_sms_urls: tuple[str, ...] = ()
+    """Twilio-style SMS provider base URLs, in failover order (empty: SMS not configured)."""
+    alerts_sms_account: str = "AC-sitrep"
+    """Account id sent to the SMS providers."""
+    alerts_sms_token: str = "sms-token"
+    """Auth token for the SMS providers (HTTP basic with the account id)."""
+    alerts_sms_from: str = "+15550000000"
+    """Sender number of alert SMS."""
+    alerts_sms_rate_per_s: float = 20.0
+    """Most SMS per second handed to the providers, across all workers."""
+    alerts_email_rate_per_s: float = 1000.0
+    """Most alert emails per second handed to the relay, across all workers."""
+    alerts_webhook_rate_per_s: float = 200.0
+    """Most alert webhooks per second, across all workers."""
+    alerts_send_timeout_s: float = 10.0
+    """Timeout of one provider call (SMTP, SMS, webhook)."""
+    alerts_allow_private_webhooks: bool = False
+    """Allow subscriber webhooks to loopback/private addresses (tests and closed networks only)."""
+    alerts_signups_per_hour: int = 30
+    """Public sign-ups per client address per hour (429 beyond)."""
+
+
+@dataclass(frozen=True)
 class StreamSettings(_EnvSettings):
     stream_publish_hz: float = 20.0
     """How often a worker publishes its coalesced changes to Redis (one XADD+PUBLISH per tick)."""
@@ -172,6 +214,60 @@ class StreamSettings(_EnvSettings):
 
 
 @dataclass(frozen=True)
+class IncidentSettings(_EnvSettings):
+    arrival_radius_m: float = 150.0
+    """A responder this close to an incident (for the dwell) has arrived."""
+    arrival_dwell_s: float = 30.0
+    """How long (fix time) a responder must stay within the arrival radius."""
+    arrival_check_interval_s: float = 1.0
+    """How often the arrival monitor compares active assignments with latest positions."""
+    dispatch_speed_mps: float = 13.9
+    """Straight-line travel speed used for ETAs in recommendations (~50 km/h)."""
+    dispatch_max_radius_m: float = 50_000.0
+    """Recommendations never look for candidates further than this from the incident."""
+    dispatch_team_bonus: float = 5.0
+    """Score added to candidates of the incident's team (subtree) in recommendations."""
+    idempotency_ttl_s: int = 24 * 3600
+    """Idempotency keys are kept (and replayed) this long."""
+
+
+@dataclass(frozen=True)
+class FenceSettings(_EnvSettings):
+    fences_enabled: bool = True
+    """Run the fence evaluator (one leader worker) on this worker."""
+    fence_poll_ms: float = 100.0
+    """How often the evaluator polls committed positions when idle."""
+    fence_batch: int = 5000
+    """Most positions read per poll."""
+    fence_gap_grace_s: float = 2.0
+    """A hole in the position sequence is skipped once a higher seq has been visible this long."""
+    fence_resync_s: float = 30.0
+    """Full reload of fences and webhooks as a safety net for missed notifications."""
+    outbox_enabled: bool = True
+    """Run the outbox dispatcher on this worker."""
+    outbox_poll_ms: float = 200.0
+    """How often each worker looks for due outbox rows."""
+    outbox_batch: int = 50
+    """Rows claimed per poll."""
+    outbox_concurrency: int = 64
+    """Sends in flight per worker."""
+    outbox_per_target: int = 4
+    """Sends in flight per target (webhook URL) per worker."""
+    outbox_timeout_s: float = 10.0
+    """Timeout of one send."""
+    outbox_lease_s: float = 60.0
+    """A claimed row becomes due again after this long if its worker died mid-send."""
+    outbox_backoff_base_s: float = 1.0
+    """First retry delay (exponential backoff with full jitter)."""
+    outbox_backoff_cap_s: float = 3600.0
+    """Largest retry delay."""
+    outbox_max_age_s: float = 86400.0
+    """Rows still failing this long after being enqueued are dead-lettered."""
+    webhook_allow_private: bool = False
+    """Allow webhook URLs resolving to loopback/private/link-local addresses (tests, closed networks)."""
+
+
+@dataclass(frozen=True)
 class Settings:
     db: DatabaseSettings = field(default_factory=DatabaseSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
@@ -179,7 +275,10 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     feeds: FeedSettings = field(default_factory=FeedSettings)
+    fences: FenceSettings = field(default_factory=FenceSettings)
     stream: StreamSettings = field(default_factory=StreamSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    incidents: IncidentSettings = field(default_factory=IncidentSettings)
 
     @property
     def is_development(self) -> bool:
@@ -213,5 +312,40 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         server=ServerSettings.from_env(env),
         ingest=IngestSettings.from_env(env),
         feeds=FeedSettings.from_env(env),
+        fences=FenceSettings.from_env(env),
         stream=StreamSettings.from_env(env),
+        alerts=AlertSettings.from_env(env),
+        incidents=IncidentSettings.from_env(env),
     )
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(environment variable, default, description) for every setting, from the field docstrings."""
+    import ast
+    import dataclasses
+    import inspect
+    import sys
+
+    rows = []
+    for top in dataclasses.fields(Settings):
+        cls = top.default_factory  # type: ignore[misc]
+        tree = ast.parse(inspect.getsource(sys.modules[cls.__module__]))
+        docs: dict[str, str] = {}
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef) and node.name == cls.__name__:
+                body = node.body
+                for i, st in enumerate(body[:-1]):
+                    nxt = body[i + 1]
+                    if (
+                        isinstance(st, ast.AnnAssign)
+                        and isinstance(st.target, ast.Name)
+                        and isinstance(nxt, ast.Expr)
+                        and isinstance(nxt.value, ast.Constant)
+                    ):
+                        docs[st.target.id] = str(nxt.value.value)
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            if isinstance(default, tuple):
+                default = ",".join(default)
+            rows.append((f"{cls._prefix}{f.name.upper()}", str(default), docs.get(f.name, "")))
+    return rows

@@ -1,0 +1,1 @@
+"""Public alerts: compose, approve, publish CAP 1.2 + Atom, and deliver to subscribers through the outbox."""
