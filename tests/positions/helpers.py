@@ -18,9 +18,9 @@ def now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def unique_time(seconds_ago: float = 60.0) -> datetime:
-    """A fix time no other test in the session uses (distinct milliseconds)."""
-    return now() - timedelta(seconds=seconds_ago) + timedelta(milliseconds=next(_counter))
+def unique_time(seconds_ago: float = 1.0) -> datetime:
+    """A fix time no other test in the session uses (distinct microseconds)."""
+    return now() - timedelta(seconds=seconds_ago) + timedelta(microseconds=next(_counter))
 
 
 def fix(responder_id: str | None = None, when: datetime | None = None, **extra: Any) -> dict[str, Any]:

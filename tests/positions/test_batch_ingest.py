@@ -111,7 +111,7 @@ async def test_late_fix_goes_to_history_and_does_not_replace_latest(
     client: httpx.AsyncClient, database: Database, db: Any, admin_headers: dict[str, str]
 ) -> None:
     device = database.devices[204]
-    newer = fix(when=unique_time(10), lon=-91.60, lat=41.95)
+    newer = fix(when=unique_time(0), lon=-91.60, lat=41.95)
     older = fix(when=unique_time(600), lon=-91.70, lat=42.00)
     await client.post("/v1/positions", json=[newer], headers=device_headers(device))
     r = await client.post("/v1/positions", json=[older], headers=device_headers(device))
