@@ -1,0 +1,170 @@
+"""Local stand-ins for the outside world of alerts, each a real server on a free port:
+
+* :class:`SmtpSink` — an aiosmtpd SMTP server that keeps every message it receives;
+* :class:`FakeSmsProvider` — a Twilio-style HTTP API (``/2010-04-01/Accounts/{sid}/Messages.json``)
+  that accepts, fails (500), throttles (429 + Retry-After) or refuses a number (400), enforces a
+  configured rate, and posts signed status callbacks like Twilio does;
+* :class:`WebhookReceiver` — records every POST with its headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+import uvicorn
+from aiosmtpd.controller import Controller
+
+from server.alerts.senders import twilio_signature
+from tests.conftest import free_port
+
+
+class _Handler:
+    def __init__(self, sink: SmtpSink) -> None:
+        self.sink = sink
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.sink.messages.append((list(envelope.rcpt_tos), message_from_bytes(envelope.content)))
+        return "250 OK"
+
+
+class SmtpSink:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.messages: list[tuple[list[str], Message]] = []
+        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port)
+
+    def start(self) -> None:
+        self.controller.start()
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    def to(self, address: str) -> list[Message]:
+        return [m for rcpt, m in self.messages if address in rcpt]
+
+
+async def _read_body(receive: Any) -> bytes:
+    body, more = b"", True
+    while more:
+        msg = await receive()
+        body += msg.get("body", b"")
+        more = msg.get("more_body", False)
+    return body
+
+
+async def _respond(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), *(headers or [])],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class _AsgiServer:
+    port: int
+    _server: uvicorn.Server | None = None
+    _task: asyncio.Task[None] | None = None
+
+    async def app(self, scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.port = free_port()
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._task, 5)
+
+
+@dataclass
+class FakeSmsProvider(_AsgiServer):
+    """``mode``: accept | fail | throttle. Numbers starting ``+1555999`` are refused (400)."""
+
+    mode: str = "accept"
+    rate_per_s: float = 0.0
+    token: str = "sms-token"
+    callback_status: str = "delivered"
+    received: list[dict[str, str]] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    over_rate: int = 0
+    name: str = "sms"
+    _ids: Any = field(default_factory=lambda: itertools.count(1))
+    _callbacks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def app(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = await _read_body(receive)
+        form = dict(parse_qsl(body.decode()))
+        if self.mode == "fail":
+            await _respond(send, 500, b'{"message":"internal"}')
+            return
+        if self.mode == "throttle":
+            await _respond(send, 429, b'{"code":20429}', [(b"retry-after", b"2")])
+            return
+        if form.get("To", "").startswith("+1555999"):
+            await _respond(send, 400, b'{"code":21211,"message":"invalid To number"}')
+            return
+        now = time.monotonic()
+        if self.rate_per_s:
+            window = [t for t in self.times if t > now - 1.0]
+            if len(window) >= self.rate_per_s + 1:  # one of slack for clock granularity
+                self.over_rate += 1
+        self.times.append(now)
+        sid = f"SM{self.name}{next(self._ids):06d}"
+        self.received.append({**form, "sid": sid})
+        if form.get("StatusCallback"):
+            task = asyncio.create_task(self._callback(form["StatusCallback"], sid))
+            self._callbacks.add(task)
+            task.add_done_callback(self._callbacks.discard)
+        await _respond(send, 201, json.dumps({"sid": sid, "status": "queued"}).encode())
+
+    async def _callback(self, url: str, sid: str) -> None:
+        await asyncio.sleep(0.05)
+        params = {"MessageSid": sid, "MessageStatus": self.callback_status}
+        headers = {"X-Twilio-Signature": twilio_signature(self.token, url, params)}
+        with contextlib.suppress(httpx.HTTPError):
+            async with httpx.AsyncClient() as c:
+                await c.post(url, data=params, headers=headers)
+
+    def to(self, number: str) -> list[dict[str, str]]:
+        return [m for m in self.received if m.get("To") == number]
+
+
+@dataclass
+class WebhookReceiver(_AsgiServer):
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    status: int = 200
+
+    async def app(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = await _read_body(receive)
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        self.received.append((headers, body))
+        await _respond(send, self.status, b"{}")
