@@ -18,9 +18,14 @@ from .alerts.controller import AlertController, SubscriberController, alerts_ato
 from .alerts.senders import AlertChannels
 from .auth.controller import AuthController
 from .devices.controller import DeviceController, ResponderAdminController
+from .fences.controller import FenceEventController
+from .fences.evaluator import FenceEvaluator
+from .hazards.controller import GeofenceController, HazardController, ResponderHazardController
 from .middleware import sitrep_middleware
 from .observability import configure_logging
 from .ops.controller import ops_handlers
+from .outbox.controller import WebhookController
+from .outbox.dispatcher import OutboxDispatcher
 from .positions import position_components, position_handlers
 from .problems import EXCEPTION_HANDLERS
 from .runtime import Component, Runtime
@@ -46,6 +51,11 @@ def route_handlers() -> list[Any]:
         alerts_atom,
         AlertController,
         SubscriberController,
+        HazardController,
+        ResponderHazardController,
+        GeofenceController,
+        FenceEventController,
+        WebhookController,
     ]
 
 
@@ -53,7 +63,7 @@ def components(settings: Settings) -> list[Component]:
     """Long-lived tasks owned by the runtime, in start order. Areas add themselves here."""
     # The stream hub starts first and stops last: what other components publish while stopping
     # still reaches Redis.
-    return [StreamHub(), *position_components(settings), AlertChannels()]
+    return [StreamHub(), *position_components(settings), AlertChannels(), FenceEvaluator(), OutboxDispatcher()]
 
 
 def create_app(settings: Settings | None = None) -> Litestar:

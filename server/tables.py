@@ -332,6 +332,19 @@ fence_states = Table(
     PrimaryKeyConstraint("responder_id", "fence_id"),
 )
 
+# The fence evaluator's last evaluated fix per responder (restored on leader takeover with fence_states).
+fence_positions = Table(
+    "fence_positions",
+    metadata,
+    Column("responder_id", UUID(as_uuid=True), primary_key=True),
+    Column("team_id", UUID(as_uuid=True)),
+    Column("lon", Float, nullable=False),
+    Column("lat", Float, nullable=False),
+    Column("fix_time", DateTime(timezone=True), nullable=False),
+    Column("accuracy_m", Float),
+    Column("seq", BigInteger, nullable=False),
+)
+
 fence_events = Table(
     "fence_events",
     metadata,

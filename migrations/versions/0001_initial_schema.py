@@ -106,6 +106,17 @@ def upgrade() -> None:
     op.create_index("fence_events_fence_idx", "fence_events", ["fence_id", "fix_time"], unique=False)
     op.create_index("fence_events_responder_idx", "fence_events", ["responder_id", "fix_time"], unique=False)
     op.create_table(
+        "fence_positions",
+        sa.Column("responder_id", sa.UUID(), nullable=False),
+        sa.Column("team_id", sa.UUID(), nullable=True),
+        sa.Column("lon", sa.Float(), nullable=False),
+        sa.Column("lat", sa.Float(), nullable=False),
+        sa.Column("fix_time", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("accuracy_m", sa.Float(), nullable=True),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("responder_id"),
+    )
+    op.create_table(
         "fence_states",
         sa.Column("responder_id", sa.UUID(), nullable=False),
         sa.Column("fence_id", sa.Text(), nullable=False),
@@ -678,6 +689,7 @@ def downgrade() -> None:
     op.drop_table("leader_state")
     op.drop_table("idempotency_keys")
     op.drop_table("fence_states")
+    op.drop_table("fence_positions")
     op.drop_index("fence_events_responder_idx", table_name="fence_events")
     op.drop_index("fence_events_fence_idx", table_name="fence_events")
     op.drop_table("fence_events")

@@ -1,0 +1,1 @@
+"""The fence evaluator (one leader worker) and the fence-events API."""

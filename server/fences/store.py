@@ -1,0 +1,313 @@
+"""SQL of the fence evaluator: leadership, loading fences and state, reading positions, writing results.
+
+Everything here runs on the leader's dedicated connection (the one holding the advisory lock).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+import shapely
+
+from geo.fences import Fence, FenceEvent, Fix
+
+LEADER_NAME = "fences"
+LOCK_KEY = 0x5173_6665_6E63  # "sitrep fences" advisory lock
+HAZARD_DETECTS = frozenset({"enter", "exit"})
+
+
+class Deposed(Exception):
+    """The fencing token no longer matches: another worker took over; this one must stop writing."""
+
+
+async def try_lock(conn: asyncpg.Connection) -> bool:
+    return bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY))
+
+
+async def take_over(conn: asyncpg.Connection, holder: str) -> tuple[int, int, bool, datetime | None]:
+    """Bump the fencing token. Returns ``(token, checkpoint_seq, first_time, previous_commit_at)``.
+
+    The very first leader starts at the newest committed seq (history is not replayed) and seeds
+    its positions from ``latest_positions``.
+    """
+    async with conn.transaction():
+        prev = await conn.fetchrow(
+            "SELECT fencing_token, checkpoint_seq, updated_at FROM leader_state WHERE name = $1 FOR UPDATE", LEADER_NAME
+        )
+        if prev is None:
+            start = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM positions")
+            token = await conn.fetchval(
+                "INSERT INTO leader_state (name, fencing_token, checkpoint_seq, holder, updated_at) "
+                "VALUES ($1, 1, $2, $3, now()) ON CONFLICT (name) DO UPDATE SET fencing_token = leader_state.fencing_token + 1 "
+                "RETURNING fencing_token",
+                LEADER_NAME,
+                start,
+                holder,
+            )
+            await conn.execute(
+                "INSERT INTO fence_positions (responder_id, team_id, lon, lat, fix_time, accuracy_m, seq) "
+                "SELECT lp.responder_id, r.team_id, ST_X(lp.geom), ST_Y(lp.geom), lp.fix_time, lp.accuracy_m, lp.seq "
+                "FROM latest_positions lp LEFT JOIN responders r ON r.id = lp.responder_id WHERE lp.seq <= $1 "
+                "ON CONFLICT (responder_id) DO NOTHING",
+                start,
+            )
+            return int(token), int(start), True, None
+        token = await conn.fetchval(
+            "UPDATE leader_state SET fencing_token = fencing_token + 1, holder = $2 WHERE name = $1 RETURNING fencing_token",
+            LEADER_NAME,
+            holder,
+        )
+        return int(token), int(prev["checkpoint_seq"]), False, prev["updated_at"]
+
+
+async def check_token(conn: asyncpg.Connection, token: int, checkpoint: int) -> None:
+    """Inside the write transaction: advance the checkpoint only while still holding ``token``."""
+    result = await conn.execute(
+        "UPDATE leader_state SET checkpoint_seq = $1, updated_at = now() WHERE name = $2 AND fencing_token = $3",
+        checkpoint,
+        LEADER_NAME,
+        token,
+    )
+    if result != "UPDATE 1":
+        raise Deposed(f"fencing token {token} is stale")
+
+
+# ----------------------------------------------------------------------------- fences
+
+
+def hazard_fence(row: asyncpg.Record) -> Fence:
+    return Fence(
+        id=str(row["id"]),
+        kind="hazard",
+        name=row["title"] or row["kind"],
+        geometry=shapely.from_wkb(row["wkb"]),
+        detect=HAZARD_DETECTS,
+        meta={"kind": row["kind"], "severity": row["severity"], "source": row["source"]},
+        valid_until=row["valid_until"],
+        version=int(row["updated_at"].timestamp() * 1_000_000),
+    )
+
+
+def geofence_fence(row: asyncpg.Record) -> Fence:
+    applies: frozenset[str] | None = None
+    if not row["applies_to_all"]:
+        applies = frozenset(str(x) for x in [*row["team_ids"], *row["responder_ids"]])
+    return Fence(
+        id=str(row["id"]),
+        kind="geofence",
+        name=row["name"],
+        geometry=shapely.from_wkb(row["wkb"]),
+        detect=frozenset(row["detect"]),
+        dwell_s=float(row["dwell_s"]),
+        hysteresis_m=float(row["hysteresis_m"]),
+        applies_to=applies,
+        meta=dict(row["meta"] or {}),
+        valid_until=row["valid_until"],
+        version=int(row["version"]),
+    )
+
+
+_HAZARD_SQL = (
+    "SELECT id, kind, severity, source, title, ST_AsBinary(geom) AS wkb, valid_until, updated_at, status, valid_from "
+    "FROM hazards "
+)
+_ACTIVE_HAZARD = (
+    "status = 'active' AND (valid_from IS NULL OR valid_from <= now()) AND (valid_until IS NULL OR valid_until > now())"
+)
+_GEOFENCE_SQL = (
+    "SELECT id, name, ST_AsBinary(geom) AS wkb, detect, dwell_s, hysteresis_m, applies_to_all, team_ids, "
+    "responder_ids, meta, valid_until, version, updated_at, deleted_at FROM geofences "
+)
+_ACTIVE_GEOFENCE = "deleted_at IS NULL AND (valid_until IS NULL OR valid_until > now())"
+
+
+async def load_active_fences(conn: asyncpg.Connection) -> list[tuple[Fence, datetime]]:
+    """Every active hazard and geofence, with its ``updated_at``."""
+    out: list[tuple[Fence, datetime]] = []
+    for row in await conn.fetch(_HAZARD_SQL + "WHERE " + _ACTIVE_HAZARD):
+        out.append((hazard_fence(row), row["updated_at"]))
+    for row in await conn.fetch(_GEOFENCE_SQL + "WHERE " + _ACTIVE_GEOFENCE):
+        out.append((geofence_fence(row), row["updated_at"]))
+    return out
+
+
+async def load_fence(conn: asyncpg.Connection, kind: str, object_id: str) -> tuple[Fence | None, bool]:
+    """``(fence, active)`` for one hazard/geofence; ``(None, False)`` when it no longer exists."""
+    try:
+        oid = uuid.UUID(object_id)
+    except ValueError:
+        return None, False
+    if kind == "hazard":
+        row = await conn.fetchrow(_HAZARD_SQL + f"WHERE id = $1 AND ({_ACTIVE_HAZARD})", oid)
+        return (hazard_fence(row), True) if row else (None, False)
+    row = await conn.fetchrow(_GEOFENCE_SQL + f"WHERE id = $1 AND ({_ACTIVE_GEOFENCE})", oid)
+    return (geofence_fence(row), True) if row else (None, False)
+
+
+async def fence_detects(
+    conn: asyncpg.Connection, fence_ids: list[str]
+) -> dict[str, tuple[str, str, frozenset[str], dict[str, Any]]]:
+    """``id -> (kind, name, detect, meta)`` for fences regardless of status (exits of vanished fences)."""
+    ids = [uuid.UUID(f) for f in fence_ids]
+    out: dict[str, tuple[str, str, frozenset[str], dict[str, Any]]] = {}
+    for r in await conn.fetch("SELECT id, title, kind, severity, source FROM hazards WHERE id = ANY($1)", ids):
+        out[str(r["id"])] = ("hazard", r["title"] or r["kind"], HAZARD_DETECTS,
+                             {"kind": r["kind"], "severity": r["severity"], "source": r["source"]})  # fmt: skip
+    for r in await conn.fetch("SELECT id, name, detect, meta FROM geofences WHERE id = ANY($1)", ids):
+        out[str(r["id"])] = ("geofence", r["name"], frozenset(r["detect"]), dict(r["meta"] or {}))
+    return out
+
+
+async def newly_valid_hazards(conn: asyncpg.Connection, since: datetime) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT id FROM hazards WHERE status = 'active' AND valid_from > $1 AND valid_from <= now()", since
+    )
+    return [str(r["id"]) for r in rows]
+
+
+async def end_expired_hazards(conn: asyncpg.Connection) -> list[uuid.UUID]:
+    rows = await conn.fetch(
+        "UPDATE hazards SET status = 'ended', ended_at = valid_until, updated_at = clock_timestamp() "
+        "WHERE status = 'active' AND valid_until <= now() RETURNING id"
+    )
+    return [r["id"] for r in rows]
+
+
+# ----------------------------------------------------------------------------- state
+
+
+def _dt(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+async def load_positions(conn: asyncpg.Connection) -> list[Fix]:
+    rows = await conn.fetch("SELECT responder_id, team_id, lon, lat, fix_time, accuracy_m, seq FROM fence_positions")
+    return [
+        Fix(
+            responder_id=str(r["responder_id"]),
+            team_id=str(r["team_id"]) if r["team_id"] else None,
+            fix_time=r["fix_time"],
+            lon=r["lon"],
+            lat=r["lat"],
+            accuracy_m=r["accuracy_m"],
+            seq=r["seq"],
+        )
+        for r in rows
+    ]
+
+
+async def load_states(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    rows = await conn.fetch("SELECT responder_id, fence_id, state FROM fence_states")
+    out = []
+    for r in rows:
+        s = r["state"]
+        out.append(
+            {
+                "responder_id": str(r["responder_id"]),
+                "fence_id": r["fence_id"],
+                "state": s["state"],
+                "since": _dt(s["since"]),
+                "group": s["group"],
+                "last_fix_time": _dt(s["last_fix_time"]),
+                "fence_version": int(s.get("fence_version", 0)),
+            }
+        )
+    return out
+
+
+async def write_states(conn: asyncpg.Connection, upserts: list[dict[str, Any]], deletes: list[tuple[str, str]]) -> None:
+    if deletes:
+        await conn.execute(
+            "DELETE FROM fence_states s USING unnest($1::uuid[], $2::text[]) AS d(r, f) "
+            "WHERE s.responder_id = d.r AND s.fence_id = d.f",
+            [uuid.UUID(r) for r, _ in deletes],
+            [f for _, f in deletes],
+        )
+    if upserts:
+        await conn.execute(
+            "INSERT INTO fence_states (responder_id, fence_id, state, updated_at) "
+            "SELECT r, f, s::jsonb, now() FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(r, f, s) "
+            "ON CONFLICT (responder_id, fence_id) DO UPDATE SET state = excluded.state, updated_at = now()",
+            [uuid.UUID(u["responder_id"]) for u in upserts],
+            [u["fence_id"] for u in upserts],
+            [u["json"] for u in upserts],
+        )
+
+
+async def write_positions(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    await conn.execute(
+        "INSERT INTO fence_positions (responder_id, team_id, lon, lat, fix_time, accuracy_m, seq) "
+        "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::float8[], $4::float8[], $5::timestamptz[], $6::float8[], $7::bigint[]) "
+        "ON CONFLICT (responder_id) DO UPDATE SET team_id = excluded.team_id, lon = excluded.lon, lat = excluded.lat, "
+        "fix_time = excluded.fix_time, accuracy_m = excluded.accuracy_m, seq = excluded.seq",
+        [uuid.UUID(r["responder_id"]) for r in rows],
+        [uuid.UUID(r["team_id"]) if r["team_id"] else None for r in rows],
+        [r["lon"] for r in rows],
+        [r["lat"] for r in rows],
+        [r["fix_time"] for r in rows],
+        [r["accuracy_m"] for r in rows],
+        [r["seq"] for r in rows],
+    )
+
+
+async def write_events(conn: asyncpg.Connection, events: list[FenceEvent], payloads: list[dict[str, Any]]) -> list[int]:
+    """Insert events in order with pre-allocated ids (returned, same order); ``payload["event_id"]`` is set."""
+    if not events:
+        return []
+    ids: list[int] = [
+        r[0]
+        for r in await conn.fetch(
+            "SELECT nextval(pg_get_serial_sequence('fence_events', 'id')) FROM generate_series(1, $1)", len(events)
+        )
+    ]
+    for i, p in zip(ids, payloads, strict=True):
+        p["event_id"] = i
+
+    enc = msgspec.json.encode
+    await conn.execute(
+        "INSERT INTO fence_events (id, detect, fence_id, fence_kind, responder_id, fix_time, time, late, payload) "
+        "SELECT i, d, f, k, r, ft, t, l, p::jsonb FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], "
+        "$5::uuid[], $6::timestamptz[], $7::timestamptz[], $8::bool[], $9::text[]) AS u(i, d, f, k, r, ft, t, l, p)",
+        ids,
+        [e.detect for e in events],
+        [e.fence_id for e in events],
+        [e.fence_kind for e in events],
+        [uuid.UUID(e.responder_id) for e in events],
+        [e.fix_time for e in events],
+        [e.time for e in events],
+        [e.late for e in events],
+        [enc(p).decode() for p in payloads],
+    )
+    return ids
+
+
+POSITIONS_SQL = (
+    "SELECT p.seq, p.responder_id, r.team_id, p.fix_time, p.received_at, ST_X(p.geom) AS lon, ST_Y(p.geom) AS lat, "
+    "p.accuracy_m FROM positions p LEFT JOIN responders r ON r.id = p.responder_id "
+    "WHERE p.seq > $1 ORDER BY p.seq LIMIT $2"
+)
+
+
+def to_fix(r: asyncpg.Record) -> Fix:
+    return Fix(
+        responder_id=str(r["responder_id"]),
+        team_id=str(r["team_id"]) if r["team_id"] else None,
+        fix_time=r["fix_time"],
+        lon=r["lon"],
+        lat=r["lat"],
+        accuracy_m=r["accuracy_m"],
+        seq=r["seq"],
+        received_at=r["received_at"],
+    )
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

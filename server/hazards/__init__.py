@@ -1,0 +1,1 @@
+"""Hazards (manual and from feeds) and coordinator-drawn geofences: API, validation and SQL."""
