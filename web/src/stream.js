@@ -1,0 +1,198 @@
+// /v1/stream client: subscribe, apply snapshot and delta batches, heartbeat watchdog, reconnect with backoff and
+// resume from (epoch, seq). While the socket is down, a REST poll keeps positions moving (degraded mode).
+
+import { accessToken } from "./api.js";
+
+export const TOPICS = ["positions", "incidents", "hazards", "fence_events", "alerts", "feeds"];
+
+export class StreamClient {
+  /**
+   * @param {object} o
+   * @param {(items: object[], meta: {snapshot: boolean, reset: boolean}) => void} o.onItems
+   * @param {(state: {state: string, since: number|null, detail?: string}) => void} o.onStatus
+   * @param {() => Promise<void>} [o.poll] called every second while the stream is down
+   */
+  constructor({ topics = TOPICS, bbox = null, onItems, onStatus, poll }) {
+    this.topics = topics;
+    this.bbox = bbox;
+    this.onItems = onItems;
+    this.onStatus = onStatus;
+    this.poll = poll;
+    this.epoch = null;
+    this.seq = null;
+    this.attempt = 0;
+    this.lastMessageAt = 0;
+    this.lastLiveAt = null; // when data was last known current
+    this.state = "connecting";
+    this.closed = false;
+    this.stats = { deltas: 0, items: 0, snapshots: 0, reconnects: 0 };
+    this._watchdog = setInterval(() => this._check(), 1000);
+  }
+
+  start() {
+    this._connect();
+    return this;
+  }
+
+  stop() {
+    this.closed = true;
+    clearInterval(this._watchdog);
+    clearTimeout(this._retry);
+    clearTimeout(this._pollTimer);
+    this.ws?.close(1000, "bye");
+  }
+
+  _setState(state, detail) {
+    this.state = state;
+    this.onStatus?.({ state, since: this.lastLiveAt, detail });
+  }
+
+  async _connect() {
+    if (this.closed) return;
+    let token;
+    try {
+      token = await accessToken();
+    } catch {
+      this._scheduleReconnect("not logged in");
+      return;
+    }
+    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new WebSocket(`${proto}//${location.host}/v1/stream?access_token=${encodeURIComponent(token)}`);
+    this.ws = ws;
+    let opened = false;
+    ws.onopen = () => {
+      opened = true;
+      this.lastMessageAt = Date.now();
+      const sub = { type: "subscribe", id: "s1", topics: this.topics };
+      if (this.bbox) sub.bbox = this.bbox;
+      if (this.epoch !== null && this.seq !== null) {
+        sub.epoch = this.epoch;
+        sub.from_seq = this.seq;
+      }
+      ws.send(JSON.stringify(sub));
+    };
+    ws.onmessage = (ev) => this._onMessage(ev.data);
+    ws.onclose = (ev) => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      if (this.closed) return;
+      this._scheduleReconnect(opened ? ev.reason || `closed (${ev.code})` : "stream unavailable");
+    };
+    ws.onerror = () => {};
+  }
+
+  _scheduleReconnect(detail) {
+    this.stats.reconnects++;
+    if (this.state === "live") this.lastLiveAt = Date.now();
+    this._setState("reconnecting", detail);
+    this._startPolling();
+    const delay = Math.min(15000, 500 * 2 ** Math.min(this.attempt, 5)) * (0.5 + Math.random() / 2);
+    this.attempt++;
+    clearTimeout(this._retry);
+    this._retry = setTimeout(() => this._connect(), delay);
+  }
+
+  _startPolling() {
+    if (!this.poll || this._pollTimer) return;
+    const tick = async () => {
+      if (this.state === "live" || this.closed) {
+        this._pollTimer = null;
+        return;
+      }
+      try {
+        await this.poll();
+        this.polledAt = Date.now();
+      } catch {
+        /* the panel shows the error */
+      }
+      this._pollTimer = setTimeout(tick, 1000);
+    };
+    this._pollTimer = setTimeout(tick, 0);
+  }
+
+  _check() {
+    if (this.state === "live" && Date.now() - this.lastMessageAt > 35000) {
+      // No heartbeat for two periods: the socket is dead even if it looks open.
+      this.lastLiveAt = this.lastMessageAt;
+      this.ws?.close(4000, "heartbeat timeout");
+      this._setState("stale", "no heartbeat");
+    } else {
+      this.onStatus?.({ state: this.state, since: this.lastLiveAt });
+    }
+  }
+
+  _onMessage(raw) {
+    let msg;
+    try {
+      msg = JSON.parse(raw);
+    } catch {
+      return;
+    }
+    this.lastMessageAt = Date.now();
+    switch (msg.type) {
+      case "snapshot": {
+        this.stats.snapshots++;
+        this._position(msg);
+        this.attempt = 0;
+        const items = snapshotItems(msg);
+        this.onItems(items, { snapshot: true, reset: !!msg.reset || this.stats.snapshots === 1 });
+        this.lastLiveAt = null;
+        this._setState("live");
+        break;
+      }
+      case "delta": {
+        if (this.epoch !== null && msg.epoch && msg.epoch !== this.epoch) {
+          // A new epoch without a snapshot means history may be lost: resubscribe for a fresh snapshot.
+          this.epoch = null;
+          this.seq = null;
+          this.ws?.close(4001, "epoch changed");
+          return;
+        }
+        this._position(msg);
+        this.stats.deltas++;
+        this.stats.items += msg.items?.length || 0;
+        this.onItems(msg.items || [], { snapshot: false, reset: false });
+        if (this.state !== "live") {
+          this.attempt = 0;
+          this.lastLiveAt = null;
+          this._setState("live");
+        }
+        break;
+      }
+      case "heartbeat":
+      case "pong":
+      case "subscribed":
+        this._position(msg);
+        if (this.state !== "live" && msg.type !== "heartbeat") this._setState("live");
+        break;
+      case "error":
+        this.onStatus?.({ state: this.state, since: this.lastLiveAt, detail: `${msg.code}: ${msg.message}` });
+        if (msg.code === "token_expired" || msg.code === "unauthorized") this.ws?.close(4002, "reauth");
+        if (msg.code === "resume_gap" || msg.code === "unknown_epoch") {
+          this.epoch = null;
+          this.seq = null;
+        }
+        break;
+      default:
+        break;
+    }
+  }
+
+  _position(msg) {
+    if (msg.epoch !== undefined && msg.epoch !== null) this.epoch = String(msg.epoch);
+    if (Number.isInteger(msg.seq)) this.seq = Math.max(this.seq ?? 0, msg.seq);
+  }
+}
+
+/** Snapshot messages list items as [{topic, key, data}] or group them per topic ({topics: {positions: [...]}}). */
+export function snapshotItems(msg) {
+  if (Array.isArray(msg.items)) return msg.items;
+  const out = [];
+  const groups = msg.topics && !Array.isArray(msg.topics) ? msg.topics : msg.data && typeof msg.data === "object" ? msg.data : msg;
+  for (const topic of TOPICS) {
+    const list = groups[topic];
+    if (!Array.isArray(list)) continue;
+    for (const data of list) out.push({ topic, key: String(data?.id ?? data?.key ?? ""), data: data?.data ?? data });
+  }
+  return out;
+}
