@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import time
 from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime, make_msgid
 from typing import Any
 
@@ -41,6 +42,9 @@ if wait > max_wait then return tostring(-wait) end
 redis.call('SET', KEYS[1], tostring(start + interval), 'PX', math.ceil((wait + interval) * 1000) + 1000)
 return tostring(wait)
 """
+
+
+_EMAIL_POLICY = SMTP_POLICY.clone(max_line_length=998)
 
 
 class RateLimit:
@@ -97,7 +101,8 @@ class EmailSender(_Ledger):
         self._slots = asyncio.Semaphore(connections)
 
     def message(self, payload: dict[str, Any], message_id: str) -> EmailMessage:
-        msg = EmailMessage()
+        # Long header lines (List-Unsubscribe URLs) must not be folded into RFC 2047 encoded words.
+        msg = EmailMessage(policy=_EMAIL_POLICY)
         msg["From"] = self.s.alerts_smtp_from
         msg["To"] = payload["to"]
         msg["Subject"] = payload["subject"]
@@ -131,12 +136,14 @@ class EmailSender(_Ledger):
             client = None
             try:
                 client = await self._client()
+                raw = msg.as_bytes(policy=_EMAIL_POLICY)  # aiosmtplib's own flattening would fold
+                rcpt = [payload["to"]]
                 try:
-                    await client.send_message(msg)
+                    await client.sendmail(self.s.alerts_smtp_from, rcpt, raw)
                 except aiosmtplib.SMTPServerDisconnected:
                     client.close()  # an idle connection the relay closed: one fresh try
                     client = await self._client()
-                    await client.send_message(msg)
+                    await client.sendmail(self.s.alerts_smtp_from, rcpt, raw)
                 self._idle.put_nowait(client)
                 result = SendResult(ok=True, provider_id=str(msg["Message-ID"]))
             except aiosmtplib.SMTPRecipientsRefused as exc:

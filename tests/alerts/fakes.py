@@ -87,10 +87,12 @@ class _AsgiServer:
 
     async def start(self) -> None:
         self.port = free_port()
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off", interface="asgi3"
+        )
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
+        while not self._server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
             await asyncio.sleep(0.01)
 
     async def stop(self) -> None:

@@ -63,7 +63,7 @@ def _content(**over: Any) -> dict[str, Any]:
                 "sms_90": "",
                 "sms_360": "",
             },
-        ],  # fmt: skip
+        ],
         "same_event_code": "FFW",
         "web": "https://example.org/alerts",
         "contact": "EOC +1 319 555 0100",
@@ -208,7 +208,7 @@ def test_content_checks_list_every_problem() -> None:
                 "sms_90": "x" * 91,
                 "sms_360": "y" * 361,
             }
-        ],  # fmt: skip
+        ],
     )
     with pytest.raises(InvalidInput) as exc:
         check_content(bad, ipaws=True)
