@@ -21,6 +21,8 @@ from .devices.controller import DeviceController, ResponderAdminController
 from .fences.controller import FenceEventController
 from .fences.evaluator import FenceEvaluator
 from .hazards.controller import GeofenceController, HazardController, ResponderHazardController
+from .incidents.arrival import ArrivalMonitor
+from .incidents.controller import incident_handlers
 from .middleware import sitrep_middleware
 from .observability import configure_logging
 from .ops.controller import ops_handlers
@@ -28,6 +30,7 @@ from .outbox.controller import WebhookController
 from .outbox.dispatcher import OutboxDispatcher
 from .positions import position_components, position_handlers
 from .problems import EXCEPTION_HANDLERS
+from .resources.controller import ResourceController
 from .runtime import Component, Runtime
 from .settings import Settings, load_settings
 from .stream.controller import stream_handlers
@@ -51,6 +54,8 @@ def route_handlers() -> list[Any]:
         alerts_atom,
         AlertController,
         SubscriberController,
+        *incident_handlers,
+        ResourceController,
         HazardController,
         ResponderHazardController,
         GeofenceController,
@@ -63,7 +68,7 @@ def components(settings: Settings) -> list[Component]:
     """Long-lived tasks owned by the runtime, in start order. Areas add themselves here."""
     # The stream hub starts first and stops last: what other components publish while stopping
     # still reaches Redis.
-    return [StreamHub(), *position_components(settings), AlertChannels(), FenceEvaluator(), OutboxDispatcher()]
+    return [StreamHub(), *position_components(settings), AlertChannels(), ArrivalMonitor(), FenceEvaluator(), OutboxDispatcher()]
 
 
 def create_app(settings: Settings | None = None) -> Litestar:

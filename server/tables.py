@@ -31,8 +31,18 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR, UUID
+from sqlalchemy.types import UserDefinedType
 
 metadata = MetaData()
+
+
+class XID8(UserDefinedType):  # type: ignore[type-arg]
+    """PostgreSQL ``xid8`` (a 64-bit transaction id), for commit-safe change cursors."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: object) -> str:
+        return "xid8"
 
 ROLES = ("admin", "coordinator", "responder", "viewer")
 RESPONDER_STATUSES = ("available", "busy", "off_duty")
@@ -201,6 +211,9 @@ incidents = Table(
     Column("on_scene_at", DateTime(timezone=True)),
     Column("resolved_at", DateTime(timezone=True)),
     Column("closed_at", DateTime(timezone=True)),
+    Column("en_route_at", DateTime(timezone=True)),
+    Column("cancelled_at", DateTime(timezone=True)),
+    Column("required_skills", ARRAY(Text), nullable=False, server_default="{}"),
     Column(
         "search",
         TSVECTOR,
@@ -226,7 +239,12 @@ incident_events = Table(
     Column("actor_id", UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL")),
     Column("body", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     _ts("created_at"),
+    # the writing transaction: sync readers only pass rows of transactions older than every running one
+    Column("txid", XID8, nullable=False, server_default=text("pg_current_xact_id()")),
+    Column("client_id", UUID(as_uuid=True)),
     Index("incident_events_incident_idx", "incident_id", "id"),
+    Index("incident_events_txid_idx", "txid", "id"),
+    Index("incident_events_client_idx", "client_id", unique=True, postgresql_where=text("client_id IS NOT NULL")),
 )
 
 resources = Table(
@@ -258,9 +276,25 @@ assignments = Table(
     _ts("updated_at"),
     Column("accepted_at", DateTime(timezone=True)),
     Column("arrived_at", DateTime(timezone=True)),
+    Column("en_route_at", DateTime(timezone=True)),
+    Column("declined_at", DateTime(timezone=True)),
+    Column("released_at", DateTime(timezone=True)),
+    Column("inside_since", DateTime(timezone=True)),
     CheckConstraint("responder_id IS NOT NULL OR resource_id IS NOT NULL", name="assignments_target_check"),
     Index("assignments_incident_idx", "incident_id"),
     Index("assignments_responder_idx", "responder_id"),
+    Index(
+        "assignments_one_active_responder",
+        "responder_id",
+        unique=True,
+        postgresql_where=text("status IN ('pending','accepted','en_route','on_scene')"),
+    ),
+    Index(
+        "assignments_one_active_resource",
+        "resource_id",
+        unique=True,
+        postgresql_where=text("status IN ('pending','accepted','en_route','on_scene')"),
+    ),
 )
 
 hazards = Table(

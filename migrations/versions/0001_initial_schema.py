@@ -350,6 +350,9 @@ def upgrade() -> None:
         sa.Column("on_scene_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("en_route_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("cancelled_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("required_skills", sa.ARRAY(sa.Text()), server_default="{}", nullable=False),
         sa.Column(
             "search",
             postgresql.TSVECTOR(),
@@ -510,6 +513,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("incident_events_incident_idx", "incident_events", ["incident_id", "id"], unique=False)
+    # xid8 has no SQLAlchemy type: the commit-safe sync cursor column is added in SQL
+    op.execute("ALTER TABLE incident_events ADD COLUMN txid xid8 NOT NULL DEFAULT pg_current_xact_id()")
+    op.add_column("incident_events", sa.Column("client_id", sa.UUID(), nullable=True))
+    op.create_index("incident_events_txid_idx", "incident_events", ["txid", "id"], unique=False)
+    op.create_index(
+        "incident_events_client_idx",
+        "incident_events",
+        ["client_id"],
+        unique=True,
+        postgresql_where=sa.text("client_id IS NOT NULL"),
+    )
     op.create_table(
         "latest_positions",
         sa.Column("responder_id", sa.UUID(), nullable=False),
@@ -632,6 +646,10 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("arrived_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("en_route_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("declined_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("released_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("inside_since", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
             "responder_id IS NOT NULL OR resource_id IS NOT NULL", name="assignments_target_check"
         ),
@@ -643,9 +661,19 @@ def upgrade() -> None:
     )
     op.create_index("assignments_incident_idx", "assignments", ["incident_id"], unique=False)
     op.create_index("assignments_responder_idx", "assignments", ["responder_id"], unique=False)
+    for target in ("responder", "resource"):
+        op.create_index(
+            f"assignments_one_active_{target}",
+            "assignments",
+            [f"{target}_id"],
+            unique=True,
+            postgresql_where=sa.text("status IN ('pending','accepted','en_route','on_scene')"),
+        )
 
 
 def downgrade() -> None:
+    op.drop_index("assignments_one_active_resource", table_name="assignments")
+    op.drop_index("assignments_one_active_responder", table_name="assignments")
     op.drop_index("assignments_responder_idx", table_name="assignments")
     op.drop_index("assignments_incident_idx", table_name="assignments")
     op.drop_table("assignments")
@@ -659,6 +687,8 @@ def downgrade() -> None:
     op.drop_index("latest_positions_h3_idx", table_name="latest_positions")
     op.drop_index("latest_positions_geom_idx", table_name="latest_positions", postgresql_using="gist")
     op.drop_table("latest_positions")
+    op.drop_index("incident_events_client_idx", table_name="incident_events")
+    op.drop_index("incident_events_txid_idx", table_name="incident_events")
     op.drop_index("incident_events_incident_idx", table_name="incident_events")
     op.drop_table("incident_events")
     op.drop_index("hazard_cells_cell_idx", table_name="hazard_cells")
