@@ -102,7 +102,7 @@ def square(lon: float, lat: float, half_deg: float) -> dict[str, Any]:
     }
 
 
-def alert_body(area: dict[str, Any], **over: Any) -> dict[str, Any]:
+def alert_body(geometry: dict[str, Any], /, **over: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "event": "Flash Flood",
         "category": ["Met"],
@@ -111,7 +111,7 @@ def alert_body(area: dict[str, Any], **over: Any) -> dict[str, Any]:
         "certainty": "Observed",
         "response_type": ["Evacuate"],
         "expires": "2099-01-01T00:00:00Z",
-        "area": {"geometry": area, "description": "Test area"},
+        "area": {"geometry": geometry, "description": "Test area"},
         "texts": [
             {
                 "language": "en-US",
