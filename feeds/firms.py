@@ -211,6 +211,9 @@ def parse(data: bytes, options: Mapping[str, Any] | None = None, now: datetime |
                     "detections": len(members),
                     "cells": len(cells),
                     "h3_res": res,
+                    # the cells themselves: the server stores them as the area's H3 cover without
+                    # re-polyfilling the outline (server/feeds/covers.py)
+                    "h3_cells": sorted(cells),
                     "frp_total_mw": round(total_frp, 2),
                     "max_confidence": max(s.confidence for s in members),
                     "last_detection": last.isoformat(),

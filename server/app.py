@@ -18,6 +18,7 @@ from .alerts.controller import AlertController, SubscriberController, alerts_ato
 from .alerts.senders import AlertChannels
 from .auth.controller import AuthController
 from .devices.controller import DeviceController, ResponderAdminController
+from .feeds import feed_components, feed_handlers
 from .fences.controller import FenceEventController
 from .fences.evaluator import FenceEvaluator
 from .hazards.controller import GeofenceController, HazardController, ResponderHazardController
@@ -61,6 +62,7 @@ def route_handlers() -> list[Any]:
         GeofenceController,
         FenceEventController,
         WebhookController,
+        *feed_handlers(),
     ]
 
 
@@ -68,7 +70,7 @@ def components(settings: Settings) -> list[Component]:
     """Long-lived tasks owned by the runtime, in start order. Areas add themselves here."""
     # The stream hub starts first and stops last: what other components publish while stopping
     # still reaches Redis.
-    return [StreamHub(), *position_components(settings), AlertChannels(), ArrivalMonitor(), FenceEvaluator(), OutboxDispatcher()]
+    return [StreamHub(), *position_components(settings), AlertChannels(), ArrivalMonitor(), FenceEvaluator(), OutboxDispatcher(), *feed_components()]
 
 
 def create_app(settings: Settings | None = None) -> Litestar:

@@ -143,6 +143,14 @@ class FeedSettings(_EnvSettings):
     """User-Agent with contact details; api.weather.gov refuses requests without one."""
     feed_base_url: str = ""
     """When set (the demo uses the local fake feed server), every built-in feed points here."""
+    feed_firms_map_key: str = ""
+    """NASA FIRMS MAP_KEY; the built-in FIRMS feed stays disabled without one (or a base URL)."""
+    feed_cap_url: str = ""
+    """URL of a CAP Atom/RSS index (e.g. a MeteoAlarm feed) for the built-in ``cap`` feed."""
+    feed_boundaries_dir: str = ".sitrep"
+    """Where the us-atlas county file is fetched (``npm pack``) when ``web/node_modules`` lacks it."""
+    feed_leader_retry_s: float = 2.0
+    """How often a worker that is not the feed leader tries to take the leadership."""
 
 
 @dataclass(frozen=True)
