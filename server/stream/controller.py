@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +19,8 @@ from .hub import StreamHub
 from .protocol import StreamError, parse_subscribe
 from .scope import check_topics
 from .viewer import Frame, Viewer, ViewerClosed
+
+log = logging.getLogger("sitrep.stream")
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -73,7 +76,8 @@ async def _send(socket: WebSocket[Any, Any, Any], viewer: Viewer) -> None:
         if closed.code != 1000 or closed.reason != "client closed":
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(socket.close(code=closed.code, reason=closed.reason), 5)
-    except Exception:
+    except Exception as exc:
+        log.info("stream send failed", extra={"error": repr(exc)})
         viewer.close(1011, "send failed")
 
 
