@@ -490,7 +490,8 @@ subscriber_places = Table(
     ),
     _geom("geom", "GEOMETRY", nullable=False),
     Column("cells", ARRAY(BigInteger), nullable=False),
-    Index("subscriber_places_cells_idx", "cells", postgresql_using="gin"),
+    # fastupdate off: sign-ups are rare, and a long GIN pending list makes every alert's lookup scan it.
+    Index("subscriber_places_cells_idx", "cells", postgresql_using="gin", postgresql_with={"fastupdate": "off"}),
 )
 
 deliveries = Table(

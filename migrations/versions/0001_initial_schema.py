@@ -229,7 +229,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index(
-        "subscriber_places_cells_idx", "subscriber_places", ["cells"], unique=False, postgresql_using="gin"
+        "subscriber_places_cells_idx",
+        "subscriber_places",
+        ["cells"],
+        unique=False,
+        postgresql_using="gin",
+        postgresql_with={"fastupdate": "off"},
     )
     op.create_table(
         "users",

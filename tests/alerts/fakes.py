@@ -116,6 +116,8 @@ class FakeSmsProvider(_AsgiServer):
     over_rate: int = 0
     name: str = "sms"
     _ids: Any = field(default_factory=lambda: itertools.count(1))
+    _tokens: float = 2.0
+    _last: float = field(default_factory=time.monotonic)
     _callbacks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def app(self, scope: Any, receive: Any, send: Any) -> None:
@@ -134,13 +136,19 @@ class FakeSmsProvider(_AsgiServer):
             return
         now = time.monotonic()
         if self.rate_per_s:
-            window = [t for t in self.times if t > now - 1.0]
-            if len(window) >= self.rate_per_s + 1:  # one of slack for clock granularity
+            # A token bucket like a real provider's: rate_per_s, bursts of a tenth of a second.
+            burst = max(2.0, self.rate_per_s / 10)
+            self._tokens = min(burst, self._tokens + (now - self._last) * self.rate_per_s)
+            self._last = now
+            if self._tokens < 1:
                 self.over_rate += 1
+                await _respond(send, 429, b'{"code":20429}', [(b"retry-after", b"1")])
+                return
+            self._tokens -= 1
         self.times.append(now)
         sid = f"SM{self.name}{next(self._ids):06d}"
         self.received.append({**form, "sid": sid})
-        if form.get("StatusCallback"):
+        if form.get("StatusCallback") and self.callback_status:
             task = asyncio.create_task(self._callback(form["StatusCallback"], sid))
             self._callbacks.add(task)
             task.add_done_callback(self._callbacks.discard)
