@@ -193,7 +193,9 @@ class IngestBatcher:
         while True:
             attempts += 1
             try:
-                async with self.runtime.pool.acquire() as conn, conn.transaction():
+                # One statement = one implicit transaction, committed when it returns (no
+                # BEGIN/COMMIT round trips): history and live state commit together or not at all.
+                async with self.runtime.pool.acquire() as conn:
                     return await write_fixes(conn, fixes, self.stale_after_s)
             except _RETRYABLE:
                 if attempts >= 5:

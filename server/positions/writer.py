@@ -98,7 +98,7 @@ def columns(fixes: Sequence[Fix]) -> list[list[object]]:
 
 
 async def write_fixes(conn: asyncpg.Connection, fixes: Sequence[Fix], stale_after_s: float) -> Written:
-    """Insert ``fixes`` (unique by responder + fix time) in the caller's transaction."""
+    """Insert ``fixes`` (unique by responder + fix time): one statement, so one transaction."""
     rows = await conn.fetch(WRITE_SQL, *columns(fixes), float(stale_after_s))
     stored = {(r["responder_id"], r["fix_time"]) for r in rows}
     return Written(stored, [r for r in rows if r["is_latest"]])
