@@ -7,7 +7,7 @@ import { FeedsPanel } from "./feeds.js";
 function table(caption, cols, rows, id) {
   return h(
     "div",
-    { class: "table-wrap" },
+    { class: "table-wrap", tabindex: "0", role: "region", "aria-label": caption },
     h("table", { id }, h("caption", {}, caption), h("thead", {}, h("tr", {}, cols.map((c) => h("th", { scope: "col" }, c)))), h("tbody", {}, rows)),
   );
 }
@@ -20,8 +20,9 @@ function section(id, title, ...children) {
   return h("section", { class: "admin-section card", "aria-labelledby": `${id}-h`, id }, h("h2", { id: `${id}-h` }, title), ...children);
 }
 
-export function mount(main) {
+export function mount(main, { badge }) {
   main.classList.add("admin-view");
+  badge.hidden = true; // no live stream on this page
   const teams = new Map();
   const users = h("div");
   const teamsBox = h("div");

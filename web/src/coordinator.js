@@ -171,6 +171,7 @@ export function mount(main, { me, badge }) {
   }
 
   const stream = new StreamClient({
+    topics: me.role === "viewer" ? ["hazards", "alerts"] : undefined,
     onItems: applyItems,
     onStatus: setBadge,
     poll: async () => {

@@ -44,7 +44,7 @@ export class FeedsPanel {
       this.body,
       h(
         "div",
-        { class: "table-wrap" },
+        { class: "table-wrap", tabindex: "0", role: "region", "aria-label": "Feed health" },
         h("table", {}, h("caption", { class: "sr-only" }, "Feed health"), h("thead", {}, h("tr", {}, ["Feed", "Health", "Last success", "Last item", "Errors"].map((t) => h("th", { scope: "col" }, t)))), h("tbody", {}, rows)),
       ),
     );

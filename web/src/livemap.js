@@ -59,7 +59,7 @@ export class LiveMap {
     this.map.addControl(new maplibregl.NavigationControl({ showCompass: false }), "top-left");
     this.map.addControl(new maplibregl.ScaleControl({ unit: "metric" }), "bottom-left");
     this.map.addControl(
-      new maplibregl.AttributionControl({ compact: true, customAttribution: "Boundaries: Natural Earth, US Census (world-atlas, us-atlas)" }),
+      new maplibregl.AttributionControl({ compact: true, customAttribution: "© Natural Earth · US Census" }),
       "bottom-right",
     );
     const canvas = this.map.getCanvas();
@@ -184,6 +184,7 @@ export class LiveMap {
       map.on("mouseleave", layer, () => (map.getCanvas().style.cursor = this.clickMode ? "crosshair" : ""));
     }
     map.on("idle", () => this._updateClusterLabels());
+    map.on("moveend", () => this._scheduleClusterLabels());
     this.loaded = true;
     for (const k of ["responders", "hazards", "incidents", "geofences"]) this.dirty.add(k);
     this.flush();
@@ -242,6 +243,11 @@ export class LiveMap {
     );
     this.popup?.remove();
     this.popup = new maplibregl.Popup({ maxWidth: "260px" }).setLngLat(lngLat).setDOMContent(body).addTo(this.map);
+  }
+
+  _scheduleClusterLabels() {
+    clearTimeout(this._labelTimer);
+    this._labelTimer = setTimeout(() => this._updateClusterLabels(), 150);
   }
 
   _updateClusterLabels() {
@@ -393,7 +399,10 @@ export class LiveMap {
     }
     this.stats.flushes++;
     this.stats.lastFlushAt = performance.now();
-    if (dirty.includes("responders")) this._emit("responders");
+    if (dirty.includes("responders")) {
+      this._emit("responders");
+      this._scheduleClusterLabels();
+    }
   }
 
   build(name) {

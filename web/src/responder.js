@@ -1,7 +1,7 @@
 // Responder page (phone-sized): my assignments with accept/decline and progress buttons, and "share my location"
 // from the browser's geolocation through the offline queue.
 
-import { api, itemsOf, ApiError } from "./api.js";
+import { api, ApiError } from "./api.js";
 import { h, clear, notice, fmtTime, announce, uuid } from "./ui.js";
 import { PositionQueue } from "./queue.js";
 
@@ -89,17 +89,36 @@ export function mount(main, { me, badge }) {
   shareBtn.addEventListener("click", toggleShare);
 
   // ---- assignments ----
-  async function loadAssignments() {
-    try {
-      const data = await api("/v1/sync");
-      const incidents = new Map((data.incidents || []).map((i) => [String(i.id), i]));
-      const mine = (data.assignments || itemsOf(data)).filter(
-        (a) => String(a.responder_id) === String(me.responder_id) && !["declined", "released"].includes(a.status),
-      );
-      renderAssignments(mine, incidents);
-    } catch (e) {
-      clear(assignBox, notice(e instanceof ApiError && e.missing ? "Assignments are not available on this server yet." : `Assignments: ${e.message}`, e.missing ? "missing" : "error"));
+  // Offline-safe sync: GET /v1/sync?since=<cursor> returns what changed in my scope; pages are merged in order.
+  const known = { assignments: new Map(), incidents: new Map(), cursor: null };
+  let syncing = null;
+  let again = false;
+  function loadAssignments() {
+    if (syncing) {
+      again = true; // a change may have happened after the running request was sent
+      return syncing;
     }
+    syncing = (async () => {
+      try {
+        do {
+          again = false;
+          for (let page = 0; page < 50; page++) {
+          const data = await api("/v1/sync", { query: { since: known.cursor } });
+          for (const i of data.incidents || []) known.incidents.set(String(i.id), i);
+          for (const a of data.assignments || []) known.assignments.set(String(a.id), a);
+          known.cursor = data.cursor || known.cursor;
+          if (!data.has_more) break;
+          }
+        } while (again);
+        const mine = [...known.assignments.values()].filter(
+          (a) => String(a.responder_id) === String(me.responder_id) && !["declined", "released"].includes(a.status),
+        );
+        renderAssignments(mine, known.incidents);
+      } catch (e) {
+        clear(assignBox, notice(e instanceof ApiError && e.missing ? "Assignments are not available on this server yet." : `Assignments: ${e.message}`, e.missing ? "missing" : "error"));
+      }
+    })().finally(() => (syncing = null));
+    return syncing;
   }
   function renderAssignments(list, incidents) {
     if (!list.length) return clear(assignBox, h("p", { class: "muted" }, "No assignments right now."));

@@ -141,6 +141,7 @@ export class StreamClient {
         break;
       }
       case "delta": {
+        this.stats.lastDeltaReceivedAt = performance.now();
         if (this.epoch !== null && msg.epoch && msg.epoch !== this.epoch) {
           // A new epoch without a snapshot means history may be lost: resubscribe for a fresh snapshot.
           this.epoch = null;
@@ -151,6 +152,8 @@ export class StreamClient {
         this._position(msg);
         this.stats.deltas++;
         this.stats.items += msg.items?.length || 0;
+        // End-to-end latency (server accepted → applied here), for the badge tooltip and the tests.
+        if (msg.items?.length) this.stats.lastLatencyS = Date.now() / 1000 - Math.max(...msg.items.map((i) => i.accepted_at || 0));
         this.onItems(msg.items || [], { snapshot: false, reset: false });
         if (this.state !== "live") {
           this.attempt = 0;
@@ -161,8 +164,10 @@ export class StreamClient {
       }
       case "heartbeat":
       case "pong":
+      case "resumed":
       case "subscribed":
         this._position(msg);
+        if (msg.type === "resumed") this.attempt = 0;
         if (this.state !== "live" && msg.type !== "heartbeat") this._setState("live");
         break;
       case "error":
