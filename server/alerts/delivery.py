@@ -149,21 +149,19 @@ async def delivery_report(conn: asyncpg.Connection, identifier: str, *, limit: i
     return {"counts": by_status, "by_channel": by_channel, "items": [dict(i) for i in items]}
 
 
-async def mark(
-    conn: asyncpg.Connection | asyncpg.Pool,
-    delivery_id: int,
-    status: str,
-    *,
-    provider_id: str | None = None,
-    error: str | None = None,
+async def mark_many(
+    conn: asyncpg.Connection | asyncpg.Pool, items: list[tuple[int, str | None, str | None, str | None]]
 ) -> None:
-    """Ledger update from a sender. Never moves a row backwards (delivered stays delivered)."""
+    """Many ledger updates ``(delivery id, status or None to keep it, provider id, error)`` at once.
+    Never moves a row backwards (delivered stays delivered)."""
     await conn.execute(
-        """UPDATE deliveries SET status = CASE WHEN status = 'delivered' THEN status ELSE $2 END,
-               provider_id = coalesce($3, provider_id), last_error = $4, updated_at = now()
-           WHERE id = $1""",
-        delivery_id,
-        status,
-        provider_id,
-        error,
+        """UPDATE deliveries d SET
+               status = CASE WHEN d.status = 'delivered' OR u.s IS NULL THEN d.status ELSE u.s END,
+               provider_id = coalesce(u.p, d.provider_id), last_error = u.e, updated_at = now()
+           FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(i, s, p, e)
+           WHERE d.id = u.i""",
+        [i[0] for i in items],
+        [i[1] for i in items],
+        [i[2] for i in items],
+        [i[3] for i in items],
     )

@@ -13,7 +13,9 @@ import asyncio
 import contextlib
 import itertools
 import json
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
@@ -109,6 +111,8 @@ class FakeSmsProvider(_AsgiServer):
 
     mode: str = "accept"
     rate_per_s: float = 0.0
+    burst: float = 0.0
+    """Token-bucket depth (0: a tenth of a second's worth, at least 2)."""
     token: str = "sms-token"
     callback_status: str = "delivered"
     received: list[dict[str, str]] = field(default_factory=list)
@@ -137,7 +141,7 @@ class FakeSmsProvider(_AsgiServer):
         now = time.monotonic()
         if self.rate_per_s:
             # A token bucket like a real provider's: rate_per_s, bursts of a tenth of a second.
-            burst = max(2.0, self.rate_per_s / 10)
+            burst = self.burst or max(2.0, self.rate_per_s / 10)
             self._tokens = min(burst, self._tokens + (now - self._last) * self.rate_per_s)
             self._last = now
             if self._tokens < 1:
@@ -164,6 +168,30 @@ class FakeSmsProvider(_AsgiServer):
 
     def to(self, number: str) -> list[dict[str, str]]:
         return [m for m in self.received if m.get("To") == number]
+
+
+@contextlib.contextmanager
+def on_own_loop(server: _AsgiServer) -> Iterator[_AsgiServer]:
+    """Run a fake on its own event loop in a thread, as a remote service would be (timing-sensitive
+    checks then measure arrivals, not the test loop's scheduling)."""
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(server.start())
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    started.wait(20)
+    try:
+        yield server
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
 
 
 @dataclass
