@@ -134,7 +134,7 @@ export function mount(main, { me, badge }) {
         const ups = [];
         for (const it of list) {
           if (it.data?.deleted) lm.removeResponder(it.key);
-          else ups.push({ id: it.key, ...it.data });
+          else ups.push(it.data?.id ? it.data : { id: it.key, ...it.data });
         }
         lm.upsertResponders(ups);
       } else if (topic === "hazards") {
@@ -180,6 +180,7 @@ export function mount(main, { me, badge }) {
   });
   stream.startedAt = Date.now();
   sitrep.stream = stream;
+  sitrep.applyItems = applyItems;
   initial().then(() => stream.start());
 
   return {

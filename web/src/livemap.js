@@ -72,7 +72,7 @@ export class LiveMap {
 
   _onLoad() {
     const map = this.map;
-    this.basemapLoaded = addBasemap(map);
+    this.basemapLoaded = addBasemap(map).then(() => (this.basemapReady = true));
     map.addSource("hexbins", { type: "geojson", data: EMPTY() });
     map.addSource("geofences", { type: "geojson", data: EMPTY() });
     map.addSource("hazards", { type: "geojson", data: EMPTY() });
@@ -298,7 +298,9 @@ export class LiveMap {
       if (!raw) continue;
       const id = String(raw.responder_id || raw.id || raw.properties?.id || "");
       if (!id) continue;
-      this.responders.set(id, mergeResponder(this.responders.get(id), raw));
+      const prev = this.responders.get(id);
+      const rec = mergeResponder(prev, raw);
+      if (!prev) this.responders.set(id, rec);
     }
     this.stats.deltasApplied += list.length;
     this.markDirty("responders");

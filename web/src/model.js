@@ -27,39 +27,41 @@ function lonLatOf(o) {
   return null;
 }
 
-/** Merge an API or stream responder/position object into `prev` (or a new record). */
+/** Merge an API or stream responder/position object into `prev` (mutated in place) or a new record. */
 export function mergeResponder(prev, raw) {
   const o = raw.properties ? { ...raw.properties, geometry: raw.geometry } : raw;
   const pos = o.position && typeof o.position === "object" ? o.position : o;
   const id = String(o.responder_id || o.id || prev?.id);
-  const rec = prev ? { ...prev } : { id, callsign: id.slice(0, 8), status: "available" };
-  rec.id = id;
-  const ll = lonLatOf(o);
+  const rec = prev || { id, callsign: id.slice(0, 8), status: "available", fix_ms: null };
+  // Fast path (stream deltas): flat numbers.
+  const ll = typeof o.lon === "number" && typeof o.lat === "number" ? [o.lon, o.lat] : lonLatOf(o);
   const fixTime = pos.fix_time || o.fix_time;
+  const fixMs = fixTime ? Date.parse(fixTime) : null;
   // Only a newer fix moves the marker (a late fix never moves a responder back).
   if (ll && ll[0] !== null && ll[1] !== null) {
-    const newer = !rec.fix_time || !fixTime || Date.parse(fixTime) >= Date.parse(rec.fix_time);
-    if (newer) {
+    if (rec.fix_ms === null || fixMs === null || fixMs >= rec.fix_ms) {
       rec.lon = ll[0];
       rec.lat = ll[1];
-      if (fixTime) rec.fix_time = fixTime;
-      if (o.received_at || pos.received_at) rec.received_at = o.received_at || pos.received_at;
+      if (fixTime) {
+        rec.fix_time = fixTime;
+        rec.fix_ms = fixMs;
+      }
     }
   }
-  for (const k of ["callsign", "name", "status", "team_id", "skills", "phone"]) if (o[k] !== undefined && o[k] !== null) rec[k] = o[k];
-  const batt = num(pos.battery_pct ?? o.battery_pct ?? o.battery);
+  if (o.callsign != null) rec.callsign = o.callsign;
+  if (o.name != null) rec.name = o.name;
+  if (o.status != null) rec.status = o.status;
+  if (o.team_id != null) rec.team_id = o.team_id;
+  if (o.skills != null) rec.skills = o.skills;
+  const batt = num(pos.battery_pct ?? o.battery_pct);
   if (batt !== null) rec.battery_pct = batt;
-  const acc = num(pos.accuracy_m ?? o.accuracy_m);
-  if (acc !== null) rec.accuracy_m = acc;
   if (typeof o.stale === "boolean") rec.server_stale = o.stale;
-  if (o.in_hazard !== undefined) rec.server_in_hazard = !!o.in_hazard;
-  rec.updated_at = Date.now();
   return rec;
 }
 
 export function ageSeconds(rec, now = Date.now()) {
-  if (!rec.fix_time) return null;
-  return (now - Date.parse(rec.fix_time)) / 1000;
+  if (rec.fix_ms === null || rec.fix_ms === undefined) return null;
+  return (now - rec.fix_ms) / 1000;
 }
 
 export function isStale(rec, now = Date.now()) {
