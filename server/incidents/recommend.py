@@ -56,13 +56,17 @@ def descendant_ranges(cell: int, res: int, k: int) -> tuple[list[int], list[int]
     return los, his
 
 
-RESPONDERS_SQL = """
-SELECT lp.responder_id::text AS id, ST_X(lp.geom) AS lon, ST_Y(lp.geom) AS lat, lp.fix_time,
-       r.status, r.team_id, r.skills, r.callsign AS name
+# Two queries on purpose: joined in one, the planner misjudges the range join's size and hashes
+# the whole responders table on every call.
+POSITIONS_SQL = """
+SELECT lp.responder_id, ST_X(lp.geom) AS lon, ST_Y(lp.geom) AS lat, lp.fix_time
 FROM unnest($1::bigint[], $2::bigint[]) AS rng(lo, hi)
 JOIN latest_positions lp ON lp.h3 BETWEEN rng.lo AND rng.hi
-JOIN responders r ON r.id = lp.responder_id
-WHERE r.status = 'available' AND NOT lp.stale AND lp.fix_time > now() - make_interval(secs => $3)
+WHERE NOT lp.stale AND lp.fix_time > now() - make_interval(secs => $3)
+"""
+RESPONDERS_SQL = """
+SELECT r.id, r.status, r.team_id, r.skills, r.callsign AS name
+FROM responders r WHERE r.id = ANY($1::uuid[]) AND r.status = 'available'
 """
 
 RESOURCES_SQL = """
@@ -102,12 +106,19 @@ async def gather(work: Work, lon: float, lat: float, cell: int, need: int) -> tu
     s = work.settings
     max_radius = s.incidents.dispatch_max_radius_m
     found: dict[str, Candidate] = {}
+    looked_up: set[Any] = set()
     radius = 0.0
     for res, k in STEPS:
         los, his = descendant_ranges(cell, res, k)
-        rows = await work.conn.fetch(RESPONDERS_SQL, los, his, float(s.ingest.stale_after_s))
-        for row in rows:
-            found.setdefault(row["id"], _candidate(row, "responder"))
+        positions = await work.conn.fetch(POSITIONS_SQL, los, his, float(s.ingest.stale_after_s))
+        new = [p for p in positions if p["responder_id"] not in looked_up]
+        if new:
+            looked_up.update(p["responder_id"] for p in new)
+            units = {r["id"]: r for r in await work.conn.fetch(RESPONDERS_SQL, [p["responder_id"] for p in new])}
+            for p in new:
+                unit = units.get(p["responder_id"])
+                if unit is not None:
+                    found[str(unit["id"])] = _candidate({**dict(unit), **dict(p), "id": str(unit["id"])}, "responder")
         radius = min(inner_radius_m(res, k), max_radius)
         if found:
             pool = list(found.values())
