@@ -37,7 +37,7 @@ from server.hazards.repository import (
     is_newer_version,
 )
 
-from .covers import Prepared, prepare_items
+from .covers import CoverCache, Prepared, prepare_items
 
 Key = tuple[str, str]
 
@@ -128,6 +128,7 @@ async def apply_items(
     *,
     sweep_sources: Sequence[str] = (),
     point_radius_m: float = DEFAULT_POINT_RADIUS_M,
+    cache: CoverCache | None = None,
 ) -> Applied:
     """Apply one document's items. Call inside a transaction; publish ``changes`` after commit."""
     out = Applied()
@@ -159,7 +160,7 @@ async def apply_items(
             out.summary.unchanged += 1
             continue
         to_write.append(item)
-    prepared, out.errors = await asyncio.to_thread(prepare_items, to_write, point_radius_m)
+    prepared, out.errors = await asyncio.to_thread(prepare_items, to_write, point_radius_m, cache)
     creates = [p for p in prepared if (p.item.source, p.item.external_id) not in existing]
     updates = [p for p in prepared if (p.item.source, p.item.external_id) in existing]
     ids: dict[Key, uuid.UUID] = {}

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import asyncpg
+from prometheus_client import Gauge
 
 from feeds.http import FeedFetcher, FetchSettings
 from feeds.scheduler import FeedScheduler
@@ -36,6 +37,8 @@ log = logging.getLogger("sitrep.feeds.leader")
 
 LOCK_KEY = 0x53_0007_01
 """The feed leader's advisory lock (one bigint key; shown in pg_locks as classid 0, objid KEY)."""
+
+FEED_LEADER = Gauge("sitrep_feed_leader", "1 on the worker running the feed ingesters", multiprocess_mode="livesum")
 
 HOLDS_LOCK_SQL = (
     "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = $1 "
@@ -111,6 +114,7 @@ class FeedLeader:
         rt = self.runtime
         s = rt.settings.feeds
         self.is_leader = True
+        FEED_LEADER.set(1)
         fetcher = FeedFetcher(FetchSettings(user_agent=s.feed_contact))
         sched_task: asyncio.Task[None] | None = None
 
@@ -140,6 +144,7 @@ class FeedLeader:
             sched_task.result()  # surfaces a scheduler crash in the log
         finally:
             self.is_leader = False
+            FEED_LEADER.set(0)
             if sched_task is not None:
                 sched_task.cancel()
                 await asyncio.gather(sched_task, return_exceptions=True)
@@ -156,8 +161,10 @@ class FeedLeader:
             return
         try:
             if action == "poll":
+                # a full cycle now, after any poll in progress (``poll_now`` would be lost if it
+                # arrived while a poll was running: that poll's result sets the next time again)
                 if name in {c.name for c in sched.configs()}:
-                    sched.poll_now(name)
+                    await sched.poll_feed(name)
             elif action == "reload":
                 async with self.runtime.pool.acquire() as conn:
                     row = await repo.get_feed(conn, name)

@@ -24,6 +24,7 @@ from server.bus import Change, ChangeBus
 from server.hazards.repository import DEFAULT_POINT_RADIUS_M
 
 from . import repository as repo
+from .covers import CoverCache
 from .hazard_apply import apply_items
 
 log = logging.getLogger("sitrep.feeds")
@@ -79,17 +80,22 @@ class PgFeedSink:
         self._fencing = fencing
         self._point_radius_m = point_radius_m
         self._item_errors: dict[str, list[dict[str, Any]]] = {}
+        self._error_counts: dict[str, int] = {}
+        self.covers = CoverCache()
 
     async def apply(self, feed: FeedConfig, result: ParseResult) -> ApplySummary:
         sources = sorted({feed.kind, *(i.source for i in result.items)})
         async with self._pool.acquire() as conn, conn.transaction():
             if self._fencing is not None and not await self._fencing(conn):
                 raise LeadershipLost("no longer the feed leader; write refused")
-            applied = await apply_items(conn, result.items, sweep_sources=sources, point_radius_m=self._point_radius_m)
+            applied = await apply_items(
+                conn, result.items, sweep_sources=sources, point_radius_m=self._point_radius_m, cache=self.covers
+            )
         result.errors.extend(applied.errors)  # the scheduler counts them into the health
         self._item_errors[feed.name] = [
             {"external_id": e.external_id, "reason": e.reason} for e in result.errors[:MAX_ITEM_ERRORS]
         ]
+        self._error_counts[feed.name] = len(result.errors)
         if self._bus is not None and applied.changes:
             self._bus.publish(applied.changes)
         for change, n in msgspec.structs.asdict(applied.summary).items():
@@ -103,6 +109,9 @@ class PgFeedSink:
             if errors is None:  # keep what the last applied document recorded
                 old = await conn.fetchval("SELECT health->'item_errors' FROM feed_state WHERE name = $1", feed_name)
                 errors = self._item_errors[feed_name] = list(old or [])
+            if health.last_outcome in ("not_modified", "unchanged") and feed_name in self._error_counts:
+                # the document did not change, nor did its item errors (the scheduler counts 0)
+                health = msgspec.structs.replace(health, errors_last=self._error_counts[feed_name])
             data = health_json(health, errors)
             await repo.save_state(conn, feed_name, msgspec.to_builtins(state), data)
         observe(feed_name, health)
