@@ -38,3 +38,18 @@ def fix(responder_id: str | None = None, when: datetime | None = None, **extra: 
 
 def device_headers(device: dict[str, str]) -> dict[str, str]:
     return {"Authorization": f"Bearer {device['token']}"}
+
+
+async def new_device(client: Any, headers: dict[str, str]) -> dict[str, str]:
+    """A new responder (in the first team) with a device and no position yet."""
+    import uuid
+
+    teams = (await client.get("/v1/teams", headers=headers)).json()
+    team_id = (teams["items"] if isinstance(teams, dict) else teams)[0]["id"]
+    rsp = await client.post(
+        "/v1/responders", json={"callsign": f"T-{uuid.uuid4().hex[:6]}", "team_id": team_id}, headers=headers
+    )
+    assert rsp.status_code in (200, 201), rsp.text
+    dev = await client.post("/v1/devices", json={"responder_id": rsp.json()["id"]}, headers=headers)
+    assert dev.status_code in (200, 201), dev.text
+    return {"responder_id": rsp.json()["id"], "token": dev.json()["token"], "unique_id": dev.json()["unique_id"]}

@@ -29,9 +29,9 @@ def _parse(text: str) -> Any:
 
 
 async def test_batch_accepts_valid_items_and_rejects_bad_ones_with_reasons(
-    client: httpx.AsyncClient, database: Database, db: Any
+    client: httpx.AsyncClient, database: Database, db: Any, fresh: Any
 ) -> None:
-    device = database.devices[201]
+    device = await fresh()
     good = fix()
     poor = fix(accuracy_m=900.0)
     items = [
@@ -79,9 +79,9 @@ async def test_batch_accepts_valid_items_and_rejects_bad_ones_with_reasons(
 
 
 async def test_valid_part_is_stored_exactly_once_when_the_batch_is_repeated(
-    client: httpx.AsyncClient, database: Database, db: Any
+    client: httpx.AsyncClient, database: Database, db: Any, fresh: Any
 ) -> None:
-    device = database.devices[202]
+    device = await fresh()
     items = [fix() for _ in range(20)] + [fix(lat=-100.0)]
     first = (await client.post("/v1/positions", json=items, headers=device_headers(device))).json()
     assert {a["status"] for a in first["accepted"]} == {"stored"} and len(first["accepted"]) == 20
@@ -92,9 +92,9 @@ async def test_valid_part_is_stored_exactly_once_when_the_batch_is_repeated(
 
 
 async def test_repeats_within_one_batch_by_fix_time_or_client_id_are_duplicates(
-    client: httpx.AsyncClient, database: Database, db: Any
+    client: httpx.AsyncClient, database: Database, db: Any, fresh: Any
 ) -> None:
-    device = database.devices[203]
+    device = await fresh()
     a = fix(client_id="c-1")
     same_time = dict(a, client_id="c-2", lon=a["lon"] + 0.01)
     same_client = fix(client_id="c-1")
@@ -108,9 +108,9 @@ async def test_repeats_within_one_batch_by_fix_time_or_client_id_are_duplicates(
 
 
 async def test_late_fix_goes_to_history_and_does_not_replace_latest(
-    client: httpx.AsyncClient, database: Database, db: Any, admin_headers: dict[str, str]
+    client: httpx.AsyncClient, database: Database, db: Any, admin_headers: dict[str, str], fresh: Any
 ) -> None:
-    device = database.devices[204]
+    device = await fresh()
     newer = fix(when=unique_time(0), lon=-91.60, lat=41.95)
     older = fix(when=unique_time(600), lon=-91.70, lat=42.00)
     await client.post("/v1/positions", json=[newer], headers=device_headers(device))
@@ -128,10 +128,14 @@ async def test_users_post_by_role_and_unknown_responders_are_rejected(
     responder_headers: dict[str, str],
     coord_headers: dict[str, str],
     viewer_headers: dict[str, str],
+    fresh: Any,
 ) -> None:
     own = database.devices[0]["responder_id"]  # the demo user "responder"
-    other = database.devices[205]["responder_id"]
-    r = await client.post("/v1/positions", json=[fix(), fix(responder_id=other)], headers=responder_headers)
+    other = (await fresh())["responder_id"]
+    # An old fix: stored in history, but the demo responder stays where the seed put it.
+    r = await client.post(
+        "/v1/positions", json=[fix(when=unique_time(3600)), fix(responder_id=other)], headers=responder_headers
+    )
     assert [a["index"] for a in r.json()["accepted"]] == [0]
     assert r.json()["rejected"][0]["reason"] == "forbidden_responder"
     r = await client.post(
@@ -147,16 +151,16 @@ async def test_users_post_by_role_and_unknown_responders_are_rejected(
     assert bad.status_code == 401
 
 
-async def test_device_token_as_query_parameter(client: httpx.AsyncClient, database: Database) -> None:
-    device = database.devices[206]
+async def test_device_token_as_query_parameter(client: httpx.AsyncClient, database: Database, fresh: Any) -> None:
+    device = await fresh()
     r = await client.post(f"/v1/positions?token={device['token']}", json=[fix()])
     assert r.status_code == 200 and r.json()["accepted"][0]["status"] == "stored"
 
 
 async def test_oversized_and_malformed_batches_are_refused_whole(
-    client: httpx.AsyncClient, database: Database, db: Any
+    client: httpx.AsyncClient, database: Database, db: Any, fresh: Any
 ) -> None:
-    device = database.devices[207]
+    device = await fresh()
     items = [fix() for _ in range(1001)]
     r = await client.post("/v1/positions", json=items, headers=device_headers(device))
     assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")

@@ -14,9 +14,9 @@ from tests.positions.helpers import fix
 
 
 async def test_ack_arrives_after_commit_and_bad_items_get_errors(
-    server: ServerProcess, database: Database, db: Any
+    server: ServerProcess, database: Database, db: Any, fresh: Any
 ) -> None:
-    device = database.devices[220]
+    device = await fresh()
     url = f"{server.ws_url}/v1/devices/stream?token={device['token']}"
     async with websockets.connect(url) as ws:
         one = fix(client_id="w-1")

@@ -24,9 +24,9 @@ async def _row(db: Any, device: dict[str, str], when: datetime) -> Any:
 
 
 async def test_get_with_query_converts_knots_and_keeps_attributes(
-    client: httpx.AsyncClient, database: Database, db: Any
+    client: httpx.AsyncClient, database: Database, db: Any, fresh: Any
 ) -> None:
-    device = database.devices[210]
+    device = await fresh()
     when = unique_time(30).replace(microsecond=0)
     params = {
         "id": device["unique_id"],
@@ -54,8 +54,8 @@ async def test_get_with_query_converts_knots_and_keeps_attributes(
 
 
 @pytest.mark.parametrize("form", ["ms", "iso", "space", "seconds-float"])
-async def test_timestamp_forms(client: httpx.AsyncClient, database: Database, db: Any, form: str) -> None:
-    device = database.devices[211]
+async def test_timestamp_forms(client: httpx.AsyncClient, database: Database, db: Any, form: str, fresh: Any) -> None:
+    device = await fresh()
     when = unique_time(120).replace(microsecond=0)
     text = {
         "ms": str(int(when.timestamp() * 1000)),
@@ -72,8 +72,10 @@ async def test_timestamp_forms(client: httpx.AsyncClient, database: Database, db
     assert await _row(db, device, when) is not None
 
 
-async def test_form_post_with_location_field(client: httpx.AsyncClient, database: Database, db: Any) -> None:
-    device = database.devices[212]
+async def test_form_post_with_location_field(
+    client: httpx.AsyncClient, database: Database, db: Any, fresh: Any
+) -> None:
+    device = await fresh()
     when = unique_time(40).replace(microsecond=0)
     r = await client.post(
         "/osmand",
@@ -90,8 +92,8 @@ async def test_form_post_with_location_field(client: httpx.AsyncClient, database
     assert (row["lon"], row["lat"], row["speed_mps"]) == (pytest.approx(-91.65), pytest.approx(41.97), 0.0)
 
 
-async def test_json_body_variant(client: httpx.AsyncClient, database: Database, db: Any) -> None:
-    device = database.devices[213]
+async def test_json_body_variant(client: httpx.AsyncClient, database: Database, db: Any, fresh: Any) -> None:
+    device = await fresh()
     when = unique_time(50).replace(microsecond=0)
     body = {
         "device_id": device["unique_id"],
@@ -115,9 +117,9 @@ async def test_json_body_variant(client: httpx.AsyncClient, database: Database, 
 
 
 async def test_token_is_required_and_must_belong_to_the_device(
-    client: httpx.AsyncClient, database: Database, db: Any
+    client: httpx.AsyncClient, database: Database, db: Any, fresh: Any
 ) -> None:
-    device, other = database.devices[214], database.devices[215]
+    device, other = await fresh(), await fresh()
     base = {"id": device["unique_id"], "lat": "41.9", "lon": "-91.6", "timestamp": str(int(unique_time().timestamp()))}
     missing = await client.get("/osmand", params=base)
     assert missing.status_code == 401
@@ -136,8 +138,8 @@ async def test_token_is_required_and_must_belong_to_the_device(
     assert count == 0
 
 
-async def test_invalid_fix_is_refused_with_a_reason(client: httpx.AsyncClient, database: Database) -> None:
-    device = database.devices[216]
+async def test_invalid_fix_is_refused_with_a_reason(client: httpx.AsyncClient, database: Database, fresh: Any) -> None:
+    device = await fresh()
     r = await client.get(
         "/osmand", params={"id": device["unique_id"], "token": device["token"], "lat": "0", "lon": "0"}
     )
@@ -149,9 +151,9 @@ async def test_invalid_fix_is_refused_with_a_reason(client: httpx.AsyncClient, d
 
 
 async def test_revoked_device_token_is_refused(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], database: Database
+    client: httpx.AsyncClient, admin_headers: dict[str, str], database: Database, fresh: Any
 ) -> None:
-    responder_id = database.devices[217]["responder_id"]
+    responder_id = (await fresh())["responder_id"]
     created = await client.post("/v1/devices", json={"responder_id": responder_id}, headers=admin_headers)
     assert created.status_code in (200, 201), created.text
     dev = created.json()

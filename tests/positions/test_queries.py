@@ -27,14 +27,14 @@ async def test_h3_parent_bit_arithmetic_matches_h3(db: Any) -> None:
 
 
 async def test_nearby_orders_by_geodesic_distance(
-    client: httpx.AsyncClient, database: Database, admin_headers: dict[str, str]
+    client: httpx.AsyncClient, database: Database, admin_headers: dict[str, str], fresh: Any
 ) -> None:
     geod = Geod(ellps="WGS84")
     # Placed north and east: in degrees east looks farther/nearer than it is; geodesic metres decide.
     offsets = [(0, 900), (90, 700), (45, 1500), (180, 300), (270, 2500)]
     expected = {}
-    for i, (azimuth, dist) in enumerate(offsets):
-        device = database.devices[230 + i]
+    for _i, (azimuth, dist) in enumerate(offsets):
+        device = await fresh()
         lon, lat, _ = geod.fwd(FAR[0], FAR[1], azimuth, dist)
         r = await client.post("/v1/positions", json=[fix(lon=lon, lat=lat)], headers=device_headers(device))
         assert r.json()["accepted"], r.text
@@ -59,12 +59,12 @@ async def test_nearby_orders_by_geodesic_distance(
 
 
 async def test_list_filters_bbox_cells_status_and_pagination(
-    client: httpx.AsyncClient, database: Database, admin_headers: dict[str, str]
+    client: httpx.AsyncClient, database: Database, admin_headers: dict[str, str], fresh: Any
 ) -> None:
     spot = (-101.0, 46.0)
     ids = []
     for i in range(3):
-        device = database.devices[240 - 3 + i] if 240 - 3 + i < len(database.devices) else database.devices[225 + i]
+        device = await fresh()
         await client.post(
             "/v1/positions",
             json=[fix(lon=spot[0] + i * 0.001, lat=spot[1], battery_pct=50.0 + i)],
@@ -123,9 +123,9 @@ async def test_scope_responders_see_their_team_and_viewers_are_refused(
 
 
 async def test_track_is_geojson_and_simplifies_in_metres(
-    client: httpx.AsyncClient, database: Database, admin_headers: dict[str, str]
+    client: httpx.AsyncClient, database: Database, admin_headers: dict[str, str], fresh: Any
 ) -> None:
-    device = database.devices[236]
+    device = await fresh()
     start = unique_time(3000)
     geod = Geod(ellps="WGS84")
     lon, lat = -102.0, 44.0
@@ -163,9 +163,9 @@ async def test_track_is_geojson_and_simplifies_in_metres(
 
 
 async def test_hexbins_count_fixes_per_parent_cell(
-    client: httpx.AsyncClient, database: Database, admin_headers: dict[str, str]
+    client: httpx.AsyncClient, database: Database, admin_headers: dict[str, str], fresh: Any
 ) -> None:
-    device = database.devices[237]
+    device = await fresh()
     start = unique_time(5000)
     spots = [(-103.0, 43.0)] * 4 + [(-103.3, 43.2)] * 2
     items = [fix(when=start + timedelta(seconds=i), lon=lo, lat=la) for i, (lo, la) in enumerate(spots)]
