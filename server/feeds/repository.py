@@ -132,7 +132,7 @@ def config_of(row: asyncpg.Record | dict[str, Any]) -> FeedConfig:
         url=row["url"],
         enabled=bool(row["enabled"]) and bool(row["url"]),
         min_interval_s=float(row["interval_s"]),
-        area_of_interest=tuple(area) if area else None,  # type: ignore[arg-type]
+        area_of_interest=tuple(area) if area else None,
         options={k: v for k, v in (row["options"] or {}).items() if k not in ("builtin", "managed")},
     )
 
