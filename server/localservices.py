@@ -47,15 +47,34 @@ def _wait(host: str, port: int, seconds: float) -> bool:
     return False
 
 
+MIN_CONNECTIONS = 300
+
+
 def start_postgres() -> str:
     if port_open("127.0.0.1", 5432):
-        return "postgresql: already running on 127.0.0.1:5432"
+        return "postgresql: already running on 127.0.0.1:5432" + _ensure_connections()
     if shutil.which("pg_ctlcluster") is None:
         raise SystemExit("pg_ctlcluster not found: install postgresql-15 and postgresql-15-postgis-3")
     _run(["pg_ctlcluster", PG_VERSION, PG_CLUSTER, "start"], check=False)
     if not _wait("127.0.0.1", 5432, 30):
         raise SystemExit("postgresql did not start; see /var/log/postgresql/")
-    return "postgresql: started"
+    return "postgresql: started" + _ensure_connections()
+
+
+def _ensure_connections() -> str:
+    """Each worker keeps a small pool plus leader connections, and the test suite runs several servers
+    at once: the Debian default of 100 connections is too tight, so raise it once (needs a restart)."""
+    try:
+        current = int(_psql("SHOW max_connections"))
+    except (subprocess.CalledProcessError, ValueError):
+        return ""
+    if current >= MIN_CONNECTIONS:
+        return ""
+    _psql(f"ALTER SYSTEM SET max_connections = {MIN_CONNECTIONS}")
+    _run(["pg_ctlcluster", PG_VERSION, PG_CLUSTER, "restart"], check=False)
+    if not _wait("127.0.0.1", 5432, 30):
+        raise SystemExit("postgresql did not restart; see /var/log/postgresql/")
+    return f" (max_connections raised from {current} to {MIN_CONNECTIONS})"
 
 
 def _redis_target(redis_url: str) -> tuple[str, int]:
