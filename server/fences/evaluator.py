@@ -1,7 +1,8 @@
 """The fence evaluator: one leader worker turns committed positions into fence events, exactly once.
 
 Leadership: every worker runs this Component; the one that gets ``pg_try_advisory_lock`` on its
-own dedicated connection (:func:`server.db.connect`) leads, the others retry every second. A leader
+own dedicated connection (:func:`server.db.connect`) leads; the others hang up and retry every
+0.5-1.5 s (followers hold no connection). A leader
 that dies loses the lock with its connection, so another worker takes over within a second or two.
 On takeover the leader bumps ``leader_state.fencing_token``; every write transaction first runs
 ``UPDATE leader_state SET checkpoint_seq=… WHERE name='fences' AND fencing_token=…`` and rolls back
@@ -32,6 +33,7 @@ import contextlib
 import heapq
 import logging
 import os
+import random
 import socket
 import time
 from datetime import datetime, timedelta
@@ -126,10 +128,10 @@ class FenceEvaluator:
     async def _run(self) -> None:
         while True:
             try:
+                # followers hold no connection: connect, try the lock, and hang up when it is taken
                 self._conn = await connect(self.runtime.settings.db)
-                while not await store.try_lock(self._conn):  # noqa: ASYNC110 (polling PostgreSQL, not a flag)
-                    await asyncio.sleep(1.0)
-                await self._lead(self._conn)
+                if await store.try_lock(self._conn):
+                    await self._lead(self._conn)
             except asyncio.CancelledError:
                 raise
             except store.Deposed as exc:
@@ -141,7 +143,7 @@ class FenceEvaluator:
                     LEADER.dec()
                 self.leading = False
                 await self._close()
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.5 + random.random())
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         self._notes.append(payload)

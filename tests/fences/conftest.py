@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -52,7 +53,7 @@ def make_database(name: str, redis_url: str, state_dir: Any, **extra: str) -> Da
 
 @pytest.fixture(scope="session")
 def fence_db(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
-    name = f"sitrep_test_fences_{os.getpid()}"
+    name = f"sitrep_test_fences_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     db = make_database(name, redis_server.url, tmp_path_factory.mktemp("fence-state"))
     yield db
     drop_database(name)
@@ -60,7 +61,7 @@ def fence_db(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture(scope="session")
 def fence_server(fence_db: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    srv = start_server(fence_db.env, tmp_path_factory.mktemp("fence-logs"), workers=2)
+    srv = start_server(fence_db.env, tmp_path_factory.mktemp("fence-logs"), workers=2, timeout=120)
     yield srv
     srv.stop()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import uuid
 from collections import Counter
 from typing import Any
 
@@ -36,11 +37,11 @@ async def _leader_pgid(url: str) -> int | None:
 async def test_killed_leader_is_replaced_without_duplicates_or_losses(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    name = f"sitrep_test_failover_{os.getpid()}"
+    name = f"sitrep_test_failover_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     db = make_database(name, redis_server.url, tmp_path_factory.mktemp("failover-state"))
     logs = tmp_path_factory.mktemp("failover-logs")
-    a = start_server(db.env, logs, workers=1)
-    b = start_server(db.env, logs, workers=1)
+    a = start_server(db.env, logs, workers=1, timeout=120)
+    b = start_server(db.env, logs, workers=1, timeout=120)
     servers = {a.proc.pid: a, b.proc.pid: b}
     try:
         pgid = await eventually(lambda: _leader_pgid(db.url), timeout=15)
