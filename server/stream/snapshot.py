@@ -10,6 +10,9 @@ import msgspec
 
 from geo.h3index import cell_to_str
 
+from ..hazards.repository import HAZARD_COLS, hazard_change
+from ..incidents.repository import INCIDENT_COLS
+from ..incidents.scope import to_incident
 from .area import Area
 from .scope import Scope
 
@@ -24,13 +27,10 @@ ORDER BY lp.responder_id
 LIMIT $8
 """
 
-INCIDENTS_SQL = """
-SELECT i.id, i.type, i.priority, i.status, i.title, i.address, i.team_id,
-       ST_X(ST_PointOnSurface(i.geom)) AS lon, ST_Y(ST_PointOnSurface(i.geom)) AS lat,
-       ST_AsGeoJSON(i.geom)::jsonb AS geometry, i.created_at, i.updated_at,
-       extract(epoch FROM i.updated_at)::float8 AS accepted_at,
-       coalesce((SELECT array_agg(a.responder_id::text) FROM assignments a
-                 WHERE a.incident_id = i.id AND a.responder_id IS NOT NULL), '{}') AS responder_ids
+# Incidents use the incidents area's own columns and struct, so snapshot items have exactly the
+# shape of the deltas that area publishes.
+INCIDENTS_SQL = f"""
+SELECT {INCIDENT_COLS}
 FROM incidents i
 WHERE i.status NOT IN ('resolved', 'closed', 'cancelled')
   AND ($1::float8 IS NULL OR i.geom && ST_MakeEnvelope($1, $2, $3, $4, 4326))
@@ -40,11 +40,9 @@ ORDER BY i.priority, i.created_at
 LIMIT $8
 """
 
-HAZARDS_SQL = """
-SELECT h.id, h.source, h.kind, h.severity, h.title, h.status, h.is_public, h.valid_from, h.valid_until,
-       ST_AsGeoJSON(h.geom)::jsonb AS geometry,
-       ST_XMin(h.geom) AS xmin, ST_YMin(h.geom) AS ymin, ST_XMax(h.geom) AS xmax, ST_YMax(h.geom) AS ymax,
-       extract(epoch FROM h.updated_at)::float8 AS accepted_at
+# Hazards likewise use the hazards area's columns and change builder.
+HAZARDS_SQL = f"""
+SELECT {HAZARD_COLS}
 FROM hazards h
 WHERE h.status = 'active' AND (h.valid_until IS NULL OR h.valid_until > now())
   AND ($1::float8 IS NULL OR h.geom && ST_MakeEnvelope($1, $2, $3, $4, 4326))
@@ -115,41 +113,16 @@ async def load(
         for r in rows:
             if not area.contains_point(r["lon"], r["lat"]):
                 continue
-            iid = str(r["id"])
-            data = {
-                "id": iid,
-                "type": r["type"],
-                "priority": r["priority"],
-                "status": r["status"],
-                "title": r["title"],
-                "address": r["address"],
-                "team_id": str(r["team_id"]) if r["team_id"] else None,
-                "geometry": r["geometry"],
-                "responder_ids": list(r["responder_ids"]),
-                "created_at": _iso(r["created_at"]),
-                "updated_at": _iso(r["updated_at"]),
-            }
-            items.append(_item("incidents", iid, data, r["accepted_at"]))
+            data = msgspec.to_builtins(to_incident(r))
+            items.append(_item("incidents", str(r["id"]), data, r["updated_at"].timestamp()))
     if "hazards" in topics:
         rows = await conn.fetch(HAZARDS_SQL, *box, scope.kind == "public", limit)
         truncated |= len(rows) >= limit
         for r in rows:
-            if not area.intersects_bbox((r["xmin"], r["ymin"], r["xmax"], r["ymax"])):
+            change = hazard_change(r)
+            if change.bbox is not None and not area.intersects_bbox(change.bbox):
                 continue
-            hid = str(r["id"])
-            data = {
-                "id": hid,
-                "source": r["source"],
-                "kind": r["kind"],
-                "severity": r["severity"],
-                "title": r["title"],
-                "status": r["status"],
-                "is_public": r["is_public"],
-                "valid_from": _iso(r["valid_from"]),
-                "valid_until": _iso(r["valid_until"]),
-                "geometry": r["geometry"],
-            }
-            items.append(_item("hazards", hid, data, r["accepted_at"]))
+            items.append(_item("hazards", change.key, change.data, r["updated_at"].timestamp()))
     if "alerts" in topics:
         rows = await conn.fetch(ALERTS_SQL, *box, limit)
         truncated |= len(rows) >= limit
