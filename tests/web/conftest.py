@@ -91,7 +91,8 @@ async def api(web_server: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
 async def new_page(browser: Any, web_server: ServerProcess, *, width: int = 1280, height: int = 800, **kw: Any) -> Any:
     context = await browser.new_context(viewport={"width": width, "height": height}, base_url=web_server.url, **kw)
     page = await context.new_page()
-    page.set_default_timeout(15000)
+    page.set_default_timeout(30000)
+    page.on("pageerror", lambda e: print(f"pageerror: {e}"))
     return page
 
 
