@@ -1,7 +1,8 @@
 """Component ``feeds``: on every worker; the one holding the feed advisory lock runs the ingesters.
 
-Each worker keeps a dedicated direct connection (:func:`server.db.connect`, never a pooled one)
-and tries ``pg_try_advisory_lock`` on it every ``feed_leader_retry_s``. The holder loads the feed
+Every ``feed_leader_retry_s`` a follower opens a dedicated direct connection
+(:func:`server.db.connect`, never a pooled one), tries ``pg_try_advisory_lock`` and hangs up when
+it is taken; the leader keeps its connection (and so the lock) for as long as it leads. The holder loads the feed
 rows from ``feed_state`` (built-in rows are seeded by every worker at start), makes sure the
 county boundaries are loaded, and runs a :class:`feeds.scheduler.FeedScheduler` with the
 PostgreSQL sink. It LISTENs on ``sitrep_feeds`` for the API's ``reload:<name>`` / ``poll:<name>``.
@@ -94,7 +95,7 @@ class FeedLeader:
                     log.info("became the feed leader")
                     await self._lead(self._conn)
                     log.warning("feed leadership ended")
-                    await self._release()
+                await self._release()  # followers hold no connection between attempts
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
