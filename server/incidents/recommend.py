@@ -21,7 +21,7 @@ import h3
 import numpy as np
 import shapely
 
-from geo.dispatch import Candidate, Recommendation, excluded, rank
+from geo.dispatch import ETA_SCALE_S, PROXIMITY_WEIGHT, SKILL_WEIGHT, Candidate, Recommendation, rank
 from geo.geodesy import distances_m
 from geo.h3index import RES_POSITION, edge_length_m
 
@@ -57,12 +57,17 @@ def descendant_ranges(cell: int, res: int, k: int) -> tuple[list[int], list[int]
 
 
 # Two queries on purpose: joined in one, the planner misjudges the range join's size and hashes
-# the whole responders table on every call.
+# the whole responders table on every call. The LATERAL (with OFFSET 0 as a fence) keeps the ranges
+# as the outer side even in a generic plan; otherwise a cached plan may scan latest_positions and
+# re-run the unnest for every row.
 POSITIONS_SQL = """
 SELECT lp.responder_id, ST_X(lp.geom) AS lon, ST_Y(lp.geom) AS lat, lp.fix_time
 FROM unnest($1::bigint[], $2::bigint[]) AS rng(lo, hi)
-JOIN latest_positions lp ON lp.h3 BETWEEN rng.lo AND rng.hi
-WHERE NOT lp.stale AND lp.fix_time > now() - make_interval(secs => $3)
+CROSS JOIN LATERAL (
+    SELECT l.responder_id, l.geom, l.fix_time FROM latest_positions l
+    WHERE l.h3 >= rng.lo AND l.h3 <= rng.hi AND NOT l.stale AND l.fix_time > now() - make_interval(secs => $3)
+    OFFSET 0
+) AS lp
 """
 RESPONDERS_SQL = """
 SELECT r.id, r.status, r.team_id, r.skills, r.callsign AS name
@@ -145,26 +150,28 @@ async def recommend(work: Work, incident_id: uuid.UUID, *, limit: int, include_f
     hazards = await _hazards(work, lon, lat, candidates)
     required = list(incident["required_skills"] or SKILLS_FOR_TYPE.get(incident["type"], ()))
     now = datetime.now(UTC)
-    ranked = rank(
-        lon,
-        lat,
-        candidates,
-        required_skills=required,
-        hazards=hazards,
-        now=now,
-        stale_after_s=float(s.ingest.stale_after_s),
-        speed_mps=s.incidents.dispatch_speed_mps,
-        limit=len(candidates) or 1,
-        include_flagged=include_flagged,
-    )
-    ranked = await _team_bonus(work, incident["team_id"], ranked)
+    teams = {str(t) for t in await team_subtree(work.conn, incident["team_id"])} if incident["team_id"] else set()
+    bonus = s.incidents.dispatch_team_bonus
+
+    def ranked_prefix(pool: list[Candidate]) -> list[Recommendation]:
+        out = rank(
+            lon,
+            lat,
+            pool,
+            required_skills=required,
+            hazards=hazards,
+            now=now,
+            stale_after_s=float(s.ingest.stale_after_s),
+            speed_mps=s.incidents.dispatch_speed_mps,
+            limit=len(pool) or 1,
+            include_flagged=include_flagged,
+        )
+        return team_bonus(out, teams, bonus)
+
+    ranked = bounded(lon, lat, candidates, required, teams, bonus, s.incidents.dispatch_speed_mps, limit, ranked_prefix)
     by_id = {c.id: c for c in candidates}
     items = [_out(r, by_id[r.id]) for r in ranked[:limit]]
-    left_out = (
-        {}
-        if include_flagged
-        else excluded(candidates, hazards=hazards, now=now, stale_after_s=float(s.ingest.stale_after_s))
-    )
+    left_out = {} if include_flagged else inside_hazards(candidates, hazards)
     return Recommendations(
         incident_id=incident_id,
         required_skills=required,
@@ -190,11 +197,55 @@ async def _hazards(work: Work, lon: float, lat: float, candidates: list[Candidat
     return [(r["id"], g, r["name"]) for r, g, k in zip(rows, geoms, keep.tolist(), strict=True) if k]
 
 
-async def _team_bonus(work: Work, team_id: uuid.UUID | None, ranked: list[Recommendation]) -> list[Recommendation]:
-    bonus = work.settings.incidents.dispatch_team_bonus
-    if team_id is None or bonus == 0:
+def bounded(
+    lon: float,
+    lat: float,
+    candidates: list[Candidate],
+    required: list[str],
+    teams: set[str],
+    bonus: float,
+    speed_mps: float,
+    limit: int,
+    ranked_prefix: Any,
+) -> list[Recommendation]:
+    """Rank only as many candidates as needed (branch and bound), since ``rank`` tests every route.
+
+    A candidate's score is at most proximity + skill match + team bonus (penalties only lower it).
+    Candidates are ranked in order of that bound, in growing prefixes, until the ``limit``-th actual
+    score is at least the bound of the first candidate left out: the result equals ranking them all.
+    """
+    if not candidates:
+        return []
+    dist = distances_m(lon, lat, [c.lon for c in candidates], [c.lat for c in candidates])
+    need = frozenset(required)
+    skill = np.array([len(need & c.skills) / len(need) if need else 1.0 for c in candidates])
+    team = np.array([bonus if c.team_id in teams else 0.0 for c in candidates])
+    upper = PROXIMITY_WEIGHT * np.exp(-(dist / speed_mps) / ETA_SCALE_S) + SKILL_WEIGHT * skill + team + 1e-6
+    order = np.argsort(-upper, kind="stable").tolist()
+    k = min(len(order), max(2 * limit, 10))
+    while True:
+        ranked: list[Recommendation] = ranked_prefix([candidates[i] for i in order[:k]])
+        if k >= len(order) or (len(ranked) >= limit and ranked[limit - 1].score >= upper[order[k]]):
+            return ranked
+        k = min(len(order), 2 * k)
+
+
+def inside_hazards(candidates: list[Candidate], hazards: list[tuple[str, Any, str]]) -> dict[str, str]:
+    """Candidates left out for standing inside an active hazard (vectorised ``geo.dispatch.excluded``)."""
+    out: dict[str, str] = {}
+    if not candidates or not hazards:
+        return out
+    lons = np.array([c.lon for c in candidates])
+    lats = np.array([c.lat for c in candidates])
+    for hid, geom, name in sorted(hazards, key=lambda h: h[0]):
+        for i in np.flatnonzero(shapely.contains_xy(geom, lons, lats)).tolist():
+            out.setdefault(candidates[i].id, f"inside hazard {name} ({hid})")
+    return out
+
+
+def team_bonus(ranked: list[Recommendation], teams: set[str], bonus: float) -> list[Recommendation]:
+    if not teams or bonus == 0:
         return ranked
-    teams = {str(t) for t in await team_subtree(work.conn, team_id)}
     out = []
     for r in ranked:
         if r.team_id in teams:

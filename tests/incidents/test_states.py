@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from server.incidents import states
@@ -51,10 +51,12 @@ def test_advance_never_moves_backwards_or_out_of_terminal(current: str, floor: s
         assert target is None
 
 
-@settings(max_examples=200)
-@given(st.sampled_from(states.OPEN), st.lists(st.sampled_from(states.FLOW), max_size=10))
-def test_closed_is_reachable_from_every_open_state(start: str, _noise: list[str]) -> None:
+@given(st.sampled_from(sorted(states.OPEN)), st.sampled_from(states.FLOW))
+def test_closed_is_reachable_from_every_open_state(start: str, via: str) -> None:
+    # resolved, and then closed, are always next steps from an open state
     assert states.can_move(start, "resolved") and states.can_move("resolved", "closed")
+    if states.can_move(start, via) and via in states.OPEN:
+        assert states.can_move(via, "resolved")
 
 
 def test_illegal_examples() -> None:
