@@ -86,7 +86,7 @@ async def test_posted_position_moves_its_marker_within_a_second(
             f"""() => {{ const r = ({RESPONDER_JS})({json.dumps(rid)});
                   return r && Math.abs(r.lon - {lon}) < 1e-7 && Math.abs(r.lat - {lat}) < 1e-7; }}""",
             polling="raf",
-            timeout=5000,
+            timeout=15000,
         )
         end_to_end.append(time.monotonic() - acked)
         stats = await page.evaluate(
