@@ -60,6 +60,7 @@ class StreamHub:
         self._tasks: list[asyncio.Task[None]] = []
         self._received: deque[tuple[float, int]] = deque()
         self._unsubscribe_bus: Any = None
+        self._snapshots: dict[tuple[Any, ...], asyncio.Future[tuple[str, bool]]] = {}
         self.stopping = False
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -399,10 +400,7 @@ class StreamHub:
         seq, epoch = self.last_seq, self.epoch
         group = vsub.group
         try:
-            async with self.runtime.pool.acquire() as conn:
-                items, truncated = await snapshot.load(
-                    conn, group.topics, group.area, group.scope, self.settings.stream_snapshot_limit
-                )
+            items, truncated = await self._snapshot_items(group, epoch, seq)
         except Exception:
             log.exception("stream snapshot failed")
             self._remove_sub(viewer, vsub.id)
@@ -419,3 +417,18 @@ class StreamHub:
         text = snapshot.snapshot_message(vsub.id, epoch, seq, items, reset=reset, truncated=truncated)
         viewer.put(Frame("snapshot", seq, text))
         vsub.release()
+
+    async def _snapshot_items(self, group: Group, epoch: str, seq: int) -> tuple[str, bool]:
+        """One query per group and stream position: viewers of a group that join together (a
+        reconnect storm after a restart) share the query and the encoding."""
+        key = (group.key, epoch, seq)
+        pending = self._snapshots.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._load_snapshot(group))
+            self._snapshots[key] = pending
+            pending.add_done_callback(lambda _: self._snapshots.pop(key, None))
+        return await asyncio.shield(pending)
+
+    async def _load_snapshot(self, group: Group) -> tuple[list[bytes], bool]:
+        async with self.runtime.pool.acquire() as conn:
+            return await snapshot.load(conn, group.topics, group.area, group.scope, self.settings.stream_snapshot_limit)

@@ -162,4 +162,5 @@ def snapshot_message(sub_id: str, epoch: str, seq: int, items: list[bytes], *, r
         f'{{"type":"snapshot","id":{_enc.encode(sub_id).decode()},"epoch":"{epoch}","seq":{seq},'
         f'"reset":{"true" if reset else "false"},"truncated":{"true" if truncated else "false"},"items":['
     )
-    return head + b",".join(items).decode() + "]}"
+    body = items if isinstance(items, str) else b",".join(items).decode()
+    return head + body + "]}"
