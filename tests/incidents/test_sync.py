@@ -89,9 +89,10 @@ async def test_phone_offline_for_an_hour_catches_up_exactly(
     texts = sorted(m["text"] for m in seen["messages"].values())
     assert texts == ["on my way, 10 min", "update 0", "update 1", "update 2"]
     assert offline_msg["id"] in {m["client_id"] for m in seen["messages"].values()}
-    # nothing more, and the cursor holds
-    cursor3, seen = await _drain(client, phone, cursor2)
-    assert not seen["incidents"] and not seen["messages"] and cursor3 == cursor2
+    # nothing more for the phone
+    _, seen = await _drain(client, phone, cursor2)
+    # (the cursor may move past events outside the phone's scope, written by anyone meanwhile)
+    assert not seen["incidents"] and not seen["messages"] and not seen["assignments"]
     # the coordinator's view (unrestricted) includes the other incident too
     _, staff = await _drain(client, coord_headers, cursor)
     assert {incident["id"], other["id"]} <= set(staff["incidents"])
