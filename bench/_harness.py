@@ -12,9 +12,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -30,7 +31,9 @@ from tests.conftest import (  # noqa: E402
 
 
 @contextmanager
-def bench_stack(name: str, *, workers: int = 2, seed: bool = True, **env_extra: str) -> Iterator[tuple[Any, dict[str, str]]]:
+def bench_stack(
+    name: str, *, workers: int = 2, seed: bool = True, **env_extra: str
+) -> Iterator[tuple[Any, dict[str, str]]]:
     """A fresh database + Redis + server; yields (server, env)."""
     tmp = Path(tempfile.mkdtemp(prefix=f"sitrep-bench-{name}-"))
     db_name = f"sitrep_bench_{name}_{os.getpid()}"
@@ -62,8 +65,15 @@ end
 """
 
 
-def wrk(url: str, *, seconds: int = 10, connections: int = 32, threads: int = 1, headers: dict[str, str] | None = None,
-        lua_extra: str = "") -> dict[str, float]:
+def wrk(
+    url: str,
+    *,
+    seconds: int = 10,
+    connections: int = 32,
+    threads: int = 1,
+    headers: dict[str, str] | None = None,
+    lua_extra: str = "",
+) -> dict[str, float]:
     if shutil.which("wrk") is None:
         raise SystemExit("bench needs wrk (apt-get install wrk)")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:

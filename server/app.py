@@ -70,7 +70,15 @@ def components(settings: Settings) -> list[Component]:
     """Long-lived tasks owned by the runtime, in start order. Areas add themselves here."""
     # The stream hub starts first and stops last: what other components publish while stopping
     # still reaches Redis.
-    return [StreamHub(), *position_components(settings), AlertChannels(), ArrivalMonitor(), FenceEvaluator(), OutboxDispatcher(), *feed_components()]
+    return [
+        StreamHub(),
+        *position_components(settings),
+        AlertChannels(),
+        ArrivalMonitor(),
+        FenceEvaluator(),
+        OutboxDispatcher(),
+        *feed_components(),
+    ]
 
 
 def create_app(settings: Settings | None = None) -> Litestar:

@@ -60,9 +60,7 @@ class DemoRefused(RuntimeError):
     pass
 
 
-async def seed(
-    conn: asyncpg.Connection, settings: Settings, state_dir: Path, responders: int = 240
-) -> dict[str, int]:
+async def seed(conn: asyncpg.Connection, settings: Settings, state_dir: Path, responders: int = 240) -> dict[str, int]:
     if not settings.is_development:
         raise DemoRefused("seed-demo runs only with SITREP_ENV=development")
     rng = random.Random(7)
@@ -104,9 +102,7 @@ async def seed(
         for i in range(existing, responders):
             team = leaf_teams[i % len(leaf_teams)]
             callsign = f"{''.join(w[0] for w in team.split()).upper()}-{i + 1:03d}"
-            skills = rng.sample(
-                SKILLS.get(team, ["ems-basic"]), k=1 + (i % 2) if len(SKILLS.get(team, [])) > 1 else 1
-            )
+            skills = rng.sample(SKILLS.get(team, ["ems-basic"]), k=1 + (i % 2) if len(SKILLS.get(team, [])) > 1 else 1)
             user_id = None
             if i == 0:
                 user_id = await conn.fetchval("SELECT id FROM users WHERE username = 'responder'")

@@ -103,9 +103,7 @@ async def run_partition_maintenance(
     # One worker at a time: DDL on the parent takes strong locks.
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('sitrep.partitions'))")
-        created = await ensure_partitions(
-            conn, retention_days=retention_days, ahead_days=ahead_days, today=today
-        )
+        created = await ensure_partitions(conn, retention_days=retention_days, ahead_days=ahead_days, today=today)
         dropped = await drop_expired_partitions(conn, retention_days=retention_days, today=today)
     return created, dropped
 

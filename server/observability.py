@@ -35,9 +35,7 @@ LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 ERRORS = Counter("sitrep_errors_total", "Errors by problem type", ["type"])
-POOL_SIZE = Gauge(
-    "sitrep_db_pool_connections", "Connections in the pool", ["state"], multiprocess_mode="livesum"
-)
+POOL_SIZE = Gauge("sitrep_db_pool_connections", "Connections in the pool", ["state"], multiprocess_mode="livesum")
 RATE_LIMITED = Counter("sitrep_rate_limited_total", "Requests refused by a rate limit", ["scope"])
 LOGIN_FAILURES = Counter("sitrep_login_failures_total", "Failed logins")
 
@@ -55,8 +53,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),

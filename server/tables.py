@@ -44,6 +44,7 @@ class XID8(UserDefinedType):  # type: ignore[type-arg]
     def get_col_spec(self, **kw: object) -> str:
         return "xid8"
 
+
 ROLES = ("admin", "coordinator", "responder", "viewer")
 RESPONDER_STATUSES = ("available", "busy", "off_duty")
 
@@ -53,9 +54,7 @@ def _uuid_pk() -> Column:  # type: ignore[type-arg]
 
 
 def _ts(name: str, nullable: bool = False, default: bool = True) -> Column:  # type: ignore[type-arg]
-    return Column(
-        name, DateTime(timezone=True), nullable=nullable, server_default=func.now() if default else None
-    )
+    return Column(name, DateTime(timezone=True), nullable=nullable, server_default=func.now() if default else None)
 
 
 def _geom(name: str = "geom", kind: str = "GEOMETRY", nullable: bool = True) -> Column:  # type: ignore[type-arg]
@@ -170,9 +169,7 @@ positions = Table(
 latest_positions = Table(
     "latest_positions",
     metadata,
-    Column(
-        "responder_id", UUID(as_uuid=True), ForeignKey("responders.id", ondelete="CASCADE"), primary_key=True
-    ),
+    Column("responder_id", UUID(as_uuid=True), ForeignKey("responders.id", ondelete="CASCADE"), primary_key=True),
     Column("fix_time", DateTime(timezone=True), nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("seq", BigInteger, nullable=False),
@@ -485,9 +482,7 @@ subscriber_places = Table(
     "subscriber_places",
     metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column(
-        "subscriber_id", UUID(as_uuid=True), ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False
-    ),
+    Column("subscriber_id", UUID(as_uuid=True), ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
     _geom("geom", "GEOMETRY", nullable=False),
     Column("cells", ARRAY(BigInteger), nullable=False),
     # fastupdate off: sign-ups are rare, and a long GIN pending list makes every alert's lookup scan it.

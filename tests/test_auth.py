@@ -14,9 +14,7 @@ async def test_demo_admin_token_opens_me(client: httpx.AsyncClient) -> None:
     r = await client.post("/v1/auth/token", json={"username": "admin", "password": DEMO_PASSWORD})
     assert r.status_code == 200
     body = r.json()
-    assert (
-        body["token_type"] == "bearer" and body["expires_in"] > 0 and body["refresh_token"].startswith("rt_")
-    )
+    assert body["token_type"] == "bearer" and body["expires_in"] > 0 and body["refresh_token"].startswith("rt_")
     me = await client.get("/v1/me", headers=bearer(body["access_token"]))
     assert me.status_code == 200
     assert me.json()["username"] == "admin" and me.json()["role"] == "admin"
@@ -33,9 +31,7 @@ async def test_oauth2_password_form_login(client: httpx.AsyncClient) -> None:
 
 
 async def test_refresh_rotates_and_reuse_revokes_the_family(client: httpx.AsyncClient) -> None:
-    first = (
-        await client.post("/v1/auth/token", json={"username": "viewer", "password": DEMO_PASSWORD})
-    ).json()
+    first = (await client.post("/v1/auth/token", json={"username": "viewer", "password": DEMO_PASSWORD})).json()
     second = await client.post("/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
     assert second.status_code == 200
     rotated = second.json()
@@ -49,18 +45,14 @@ async def test_refresh_rotates_and_reuse_revokes_the_family(client: httpx.AsyncC
 
 
 async def test_logout_revokes_refresh_token(client: httpx.AsyncClient) -> None:
-    pair = (
-        await client.post("/v1/auth/token", json={"username": "viewer", "password": DEMO_PASSWORD})
-    ).json()
+    pair = (await client.post("/v1/auth/token", json={"username": "viewer", "password": DEMO_PASSWORD})).json()
     out = await client.post("/v1/auth/logout", json={"refresh_token": pair["refresh_token"]})
     assert out.status_code == 204
     again = await client.post("/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
     assert again.status_code == 401
 
 
-@pytest.mark.parametrize(
-    "header", ["Bearer nonsense.token.here", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.x", "Basic abc"]
-)
+@pytest.mark.parametrize("header", ["Bearer nonsense.token.here", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.x", "Basic abc"])
 async def test_bad_tokens_are_401_problems(client: httpx.AsyncClient, header: str) -> None:
     r = await client.get("/v1/me", headers={"Authorization": header})
     assert r.status_code == 401
@@ -98,9 +90,7 @@ async def test_failed_logins_are_rate_limited_with_growing_delay(client: httpx.A
 
 
 async def test_login_problem_details_for_malformed_and_missing(client: httpx.AsyncClient) -> None:
-    r = await client.post(
-        "/v1/auth/token", content=b'{"username": ', headers={"content-type": "application/json"}
-    )
+    r = await client.post("/v1/auth/token", content=b'{"username": ', headers={"content-type": "application/json"})
     assert r.status_code == 400
     r = await client.post("/v1/auth/token", json={"username": "admin"})
     assert r.status_code == 422 and r.json()["errors"]

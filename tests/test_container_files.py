@@ -16,8 +16,9 @@ def test_dockerfile_passes_hadolint() -> None:
     hadolint = shutil.which("hadolint") or str(REPO / ".venv" / "bin" / "hadolint")
     if not Path(hadolint).exists():
         pytest.skip("hadolint not installed")
-    result = subprocess.run([hadolint, "--config", str(REPO / ".hadolint.yaml"), str(REPO / "Dockerfile")],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [hadolint, "--config", str(REPO / ".hadolint.yaml"), str(REPO / "Dockerfile")], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -177,9 +177,7 @@ def upgrade() -> None:
         postgresql_partition_by="RANGE (fix_time)",
     )
     op.create_index("positions_seq_idx", "positions", ["seq"], unique=False)
-    op.create_index(
-        "positions_fix_time_brin", "positions", ["fix_time"], unique=False, postgresql_using="brin"
-    )
+    op.create_index("positions_fix_time_brin", "positions", ["fix_time"], unique=False, postgresql_using="brin")
     op.create_table(
         "subscribers",
         sa.Column("id", sa.UUID(), server_default=sa.text("gen_random_uuid()"), nullable=False),
@@ -559,9 +557,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["responder_id"], ["responders.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("responder_id"),
     )
-    op.create_index(
-        "latest_positions_geom_idx", "latest_positions", ["geom"], unique=False, postgresql_using="gist"
-    )
+    op.create_index("latest_positions_geom_idx", "latest_positions", ["geom"], unique=False, postgresql_using="gist")
     op.create_index("latest_positions_h3_idx", "latest_positions", ["h3"], unique=False)
     op.create_table(
         "outbox",
@@ -607,9 +603,7 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.ForeignKeyConstraint(["outbox_id"], ["outbox.id"], ondelete="SET NULL"),
         sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint(
-            "alert_identifier", "alert_version", "recipient", "channel", name="deliveries_once"
-        ),
+        sa.UniqueConstraint("alert_identifier", "alert_version", "recipient", "channel", name="deliveries_once"),
     )
     op.create_table(
         "resources",
@@ -655,9 +649,7 @@ def upgrade() -> None:
         sa.Column("declined_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("released_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("inside_since", sa.DateTime(timezone=True), nullable=True),
-        sa.CheckConstraint(
-            "responder_id IS NOT NULL OR resource_id IS NOT NULL", name="assignments_target_check"
-        ),
+        sa.CheckConstraint("responder_id IS NOT NULL OR resource_id IS NOT NULL", name="assignments_target_check"),
         sa.ForeignKeyConstraint(["created_by"], ["users.id"], ondelete="SET NULL"),
         sa.ForeignKeyConstraint(["incident_id"], ["incidents.id"], ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["resource_id"], ["resources.id"], ondelete="CASCADE"),
@@ -685,9 +677,7 @@ def downgrade() -> None:
     op.drop_table("resources")
     op.drop_table("deliveries")
     op.drop_index("outbox_webhook_idx", table_name="outbox")
-    op.drop_index(
-        "outbox_due_idx", table_name="outbox", postgresql_where=sa.text("status IN ('pending','retrying')")
-    )
+    op.drop_index("outbox_due_idx", table_name="outbox", postgresql_where=sa.text("status IN ('pending','retrying')"))
     op.drop_table("outbox")
     op.drop_index("latest_positions_h3_idx", table_name="latest_positions")
     op.drop_index("latest_positions_geom_idx", table_name="latest_positions", postgresql_using="gist")

@@ -54,9 +54,7 @@ async def _login_body(request: Request[Any, Any, Any]) -> LoginBody:
             )
         missing = [f for f in ("username", "password") if not form.get(f)]
         if missing:
-            raise InvalidInput(
-                "missing fields", errors=[{"field": f, "message": "required"} for f in missing]
-            )
+            raise InvalidInput("missing fields", errors=[{"field": f, "message": "required"} for f in missing])
         return LoginBody(username=form["username"], password=form["password"])
     try:
         return msgspec.json.decode(raw, type=LoginBody)

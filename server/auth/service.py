@@ -33,9 +33,7 @@ class TokenPair(msgspec.Struct, kw_only=True):
     role: str
 
 
-async def _issue(
-    conn: asyncpg.Connection, auth: AuthSettings, user: asyncpg.Record, family_id: uuid.UUID
-) -> TokenPair:
+async def _issue(conn: asyncpg.Connection, auth: AuthSettings, user: asyncpg.Record, family_id: uuid.UUID) -> TokenPair:
     refresh = new_opaque_token("rt")
     await repo.store_refresh(
         conn,
@@ -53,9 +51,7 @@ async def _issue(
         responder_id=user["responder_id"],
         ttl_s=auth.access_ttl_s,
     )
-    return TokenPair(
-        access_token=access, expires_in=auth.access_ttl_s, refresh_token=refresh, role=user["role"]
-    )
+    return TokenPair(access_token=access, expires_in=auth.access_ttl_s, refresh_token=refresh, role=user["role"])
 
 
 async def login(pool: asyncpg.Pool, auth: AuthSettings, username: str, password: str) -> TokenPair | None:

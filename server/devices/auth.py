@@ -42,11 +42,7 @@ class DeviceAuthenticator:
                 "JOIN responders r ON r.id = d.responder_id WHERE d.token_hash = $1 AND d.revoked_at IS NULL",
                 digest,
             )
-            identity = (
-                DeviceIdentity(row["id"], row["unique_id"], row["responder_id"], row["team_id"])
-                if row
-                else None
-            )
+            identity = DeviceIdentity(row["id"], row["unique_id"], row["responder_id"], row["team_id"]) if row else None
             if len(self._cache) >= self.max_entries:
                 self._cache.clear()
             self._cache[digest] = (now + self.ttl_s, identity)

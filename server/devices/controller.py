@@ -100,9 +100,7 @@ class DeviceController(Controller):
         principal = principal_of(request)
         unique_id = (data.unique_id or uuid.uuid4().hex[:15]).strip()
         if not (1 <= len(unique_id) <= 128):
-            raise InvalidInput(
-                "invalid unique_id", errors=[{"field": "unique_id", "message": "1-128 characters"}]
-            )
+            raise InvalidInput("invalid unique_id", errors=[{"field": "unique_id", "message": "1-128 characters"}])
         token = new_opaque_token("dev")
         async with runtime_of(request).pool.acquire() as conn, conn.transaction():
             responder = await repo.get_responder(conn, data.responder_id)
@@ -121,9 +119,7 @@ class DeviceController(Controller):
                 )
             except asyncpg.UniqueViolationError as exc:
                 raise Conflict(f"device {unique_id!r} is already registered") from exc
-            await audit.record(
-                conn, principal, "device.create", "device", row["id"], {"unique_id": unique_id}
-            )
+            await audit.record(conn, principal, "device.create", "device", row["id"], {"unique_id": unique_id})
         return DeviceCreated(**msgspec.structs.asdict(_device(row)), token=token)
 
     @get("/", guards=[requires("devices:read")])
@@ -140,9 +136,7 @@ class DeviceController(Controller):
             scope = await managed_teams(conn, principal_of(request))
             rows = await repo.list_devices(conn, responder_id, scope, limit + 1, after[0] if after else None)
         items = [_device(r) for r in rows[:limit]]
-        return DevicePage(
-            items=items, next_cursor=encode_cursor(items[-1].unique_id) if len(rows) > limit else None
-        )
+        return DevicePage(items=items, next_cursor=encode_cursor(items[-1].unique_id) if len(rows) > limit else None)
 
     @post("/{device_id:uuid}/revoke", guards=[requires("devices:write")], status_code=200)
     async def revoke_device(self, request: Request[Any, Any, Any], device_id: uuid.UUID) -> Device:
@@ -169,9 +163,7 @@ class ResponderAdminController(Controller):
     async def create_responder(self, request: Request[Any, Any, Any], data: ResponderCreate) -> Responder:
         _check_status(data.status)
         if not data.callsign.strip():
-            raise InvalidInput(
-                "callsign required", errors=[{"field": "callsign", "message": "must not be empty"}]
-            )
+            raise InvalidInput("callsign required", errors=[{"field": "callsign", "message": "must not be empty"}])
         principal = principal_of(request)
         async with runtime_of(request).pool.acquire() as conn, conn.transaction():
             await require_manages(conn, principal, data.team_id)
@@ -183,9 +175,7 @@ class ResponderAdminController(Controller):
                 ) from exc
             except asyncpg.UniqueViolationError as exc:
                 raise Conflict("that user already is a responder") from exc
-            await audit.record(
-                conn, principal, "responder.create", "responder", row["id"], {"callsign": data.callsign}
-            )
+            await audit.record(conn, principal, "responder.create", "responder", row["id"], {"callsign": data.callsign})
         return Responder(**dict(row))
 
     @get("/{responder_id:uuid}/profile", guards=[requires("responders:read")])

@@ -32,11 +32,7 @@ async def get_responder(conn: asyncpg.Connection, responder_id: uuid.UUID) -> as
 async def update_responder(
     conn: asyncpg.Connection, responder_id: uuid.UUID, changes: dict[str, Any]
 ) -> asyncpg.Record | None:
-    sets = [
-        (k, v)
-        for k, v in changes.items()
-        if k in {"callsign", "name", "team_id", "status", "skills", "phone"}
-    ]
+    sets = [(k, v) for k, v in changes.items() if k in {"callsign", "name", "team_id", "status", "skills", "phone"}]
     if not sets:
         return await get_responder(conn, responder_id)
     assignments = ", ".join(f"{k} = ${i + 2}" for i, (k, _) in enumerate(sets))

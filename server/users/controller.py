@@ -107,13 +107,9 @@ class UserController(Controller):
         after = decode_cursor(cursor, 1)
         async with runtime_of(request).pool.acquire() as conn:
             scope = await managed_teams(conn, principal_of(request))
-            rows = await repo.list_users(
-                conn, limit=limit + 1, after=after[0] if after else None, team_ids=scope
-            )
+            rows = await repo.list_users(conn, limit=limit + 1, after=after[0] if after else None, team_ids=scope)
         items = [_user(r) for r in rows[:limit]]
-        return UserPage(
-            items=items, next_cursor=encode_cursor(items[-1].username) if len(rows) > limit else None
-        )
+        return UserPage(items=items, next_cursor=encode_cursor(items[-1].username) if len(rows) > limit else None)
 
     @post("/", guards=[requires("users:write")])
     async def create_user(self, request: Request[Any, Any, Any], data: UserCreate) -> User:
@@ -133,9 +129,7 @@ class UserController(Controller):
             except asyncpg.UniqueViolationError as exc:
                 raise Conflict(f"username {data.username!r} is taken") from exc
             except asyncpg.ForeignKeyViolationError as exc:
-                raise InvalidInput(
-                    "unknown team", errors=[{"field": "team_id", "message": "no such team"}]
-                ) from exc
+                raise InvalidInput("unknown team", errors=[{"field": "team_id", "message": "no such team"}]) from exc
             await audit.record(
                 conn,
                 principal,
@@ -158,9 +152,7 @@ class UserController(Controller):
         return _user(row)
 
     @patch("/{user_id:uuid}", guards=[requires("users:write")])
-    async def update_user(
-        self, request: Request[Any, Any, Any], user_id: uuid.UUID, data: UserUpdate
-    ) -> User:
+    async def update_user(self, request: Request[Any, Any, Any], user_id: uuid.UUID, data: UserUpdate) -> User:
         _validate_user_fields(data.role, data.password)
         changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not None and k != "password"}
         if data.password is not None:
@@ -175,11 +167,7 @@ class UserController(Controller):
                 "user.update",
                 "user",
                 user_id,
-                {
-                    "fields": sorted(
-                        changes.keys() - {"password_hash"} | ({"password"} if data.password else set())
-                    )
-                },
+                {"fields": sorted(changes.keys() - {"password_hash"} | ({"password"} if data.password else set()))},
             )
         return _user(row)
 
@@ -233,9 +221,7 @@ class TeamController(Controller):
         return Team(**dict(row))
 
     @patch("/{team_id:uuid}", guards=[requires("teams:write")])
-    async def update_team(
-        self, request: Request[Any, Any, Any], team_id: uuid.UUID, data: TeamUpdate
-    ) -> Team:
+    async def update_team(self, request: Request[Any, Any, Any], team_id: uuid.UUID, data: TeamUpdate) -> Team:
         principal = principal_of(request)
         changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not None}
         async with runtime_of(request).pool.acquire() as conn, conn.transaction():

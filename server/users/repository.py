@@ -40,9 +40,7 @@ async def create_user(conn: asyncpg.Connection, **values: Any) -> asyncpg.Record
     )
 
 
-async def update_user(
-    conn: asyncpg.Connection, user_id: uuid.UUID, changes: dict[str, Any]
-) -> asyncpg.Record | None:
+async def update_user(conn: asyncpg.Connection, user_id: uuid.UUID, changes: dict[str, Any]) -> asyncpg.Record | None:
     allowed = {"display_name", "email", "role", "team_id", "is_active", "password_hash"}
     sets = [(k, v) for k, v in changes.items() if k in allowed]
     if not sets:
@@ -74,9 +72,7 @@ async def create_team(
     )
 
 
-async def update_team(
-    conn: asyncpg.Connection, team_id: uuid.UUID, changes: dict[str, Any]
-) -> asyncpg.Record | None:
+async def update_team(conn: asyncpg.Connection, team_id: uuid.UUID, changes: dict[str, Any]) -> asyncpg.Record | None:
     sets = [(k, v) for k, v in changes.items() if k in {"name", "parent_id", "description"}]
     if not sets:
         return await get_team(conn, team_id)
