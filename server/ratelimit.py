@@ -2,7 +2,8 @@
 
 * per client address on the REST API: a fixed one-minute window counted locally and summed in Redis
   every quarter second (no Redis round trip on the request path);
-* failed logins per account and per address: after ``login_max_failures`` failures in the window each
+* failed logins per account and per address: after ``login_max_failures`` (per account) or
+  ``login_max_failures_per_address`` failures in the window each
   further attempt must wait a delay that doubles with every failure (5 s, 10 s, 20 s … capped at 15 min).
 
 If Redis is unreachable the limits fail open (logged and counted) rather than taking the API down:
@@ -29,10 +30,19 @@ FIRST_DELAY_S = 5
 
 
 class RateLimiter:
-    def __init__(self, redis: aioredis.Redis, *, per_min: int, login_max_failures: int, login_window_s: int) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        per_min: int,
+        login_max_failures: int,
+        login_window_s: int,
+        login_max_failures_per_address: int = 30,
+    ) -> None:
         self.redis = redis
         self.per_min = per_min
         self.login_max_failures = login_max_failures
+        self.login_max_failures_per_address = login_max_failures_per_address
         self.login_window_s = login_window_s
         self._window = 0
         self._local: dict[str, int] = {}
@@ -106,7 +116,8 @@ class RateLimiter:
                 pipe.incr(key)
                 pipe.expire(key, self.login_window_s)
                 failures, _ = await pipe.execute()
-                excess = failures - self.login_max_failures
+                limit = self.login_max_failures if scope == "user" else self.login_max_failures_per_address
+                excess = failures - limit
                 if excess >= 0:
                     delay = min(MAX_DELAY_S, FIRST_DELAY_S * 2**excess)
                     await self.redis.set(self._lock_key(scope, ident), time.time() + delay, ex=int(delay) + 1)

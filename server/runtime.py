@@ -61,6 +61,7 @@ class Runtime:
             self.redis,
             per_min=s.server.rate_limit_per_min,
             login_max_failures=s.auth.login_max_failures,
+            login_max_failures_per_address=s.auth.login_max_failures_per_address,
             login_window_s=s.auth.login_window_s,
         )
         for component in self.components:

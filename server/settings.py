@@ -86,7 +86,10 @@ class AuthSettings(_EnvSettings):
     refresh_ttl_s: int = 14 * 24 * 3600
     """Lifetime of a refresh token (rotated on every use)."""
     login_max_failures: int = 5
-    """Failed logins per account or address before growing delays apply."""
+    """Failed logins per account before growing delays apply."""
+    login_max_failures_per_address: int = 30
+    """Failed logins per client address (any account) before growing delays apply; higher than the
+    per-account limit because many people can share one address (NAT, a command center's proxy)."""
     login_window_s: int = 900
     """Window in which failed logins are counted."""
 
