@@ -57,6 +57,8 @@ class FeedLeader:
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
+        # Notifications are handled in arrival order: a poll asked right after an edit must see the edit.
+        self._notify_lock = asyncio.Lock()
 
     async def start(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -161,17 +163,18 @@ class FeedLeader:
         if sched is None:
             return
         try:
+            async with self._notify_lock:  # FIFO: waits for reloads that arrived earlier
+                if action == "reload":
+                    async with self.runtime.pool.acquire() as conn:
+                        row = await repo.get_feed(conn, name)
+                    if row is None:
+                        await sched.remove_feed(name)
+                    else:
+                        sched.upsert_feed(repo.config_of(row))
             if action == "poll":
                 # a full cycle now, after any poll in progress (``poll_now`` would be lost if it
                 # arrived while a poll was running: that poll's result sets the next time again)
                 if name in {c.name for c in sched.configs()}:
                     await sched.poll_feed(name)
-            elif action == "reload":
-                async with self.runtime.pool.acquire() as conn:
-                    row = await repo.get_feed(conn, name)
-                if row is None:
-                    await sched.remove_feed(name)
-                else:
-                    sched.upsert_feed(repo.config_of(row))
         except Exception:
             log.exception("feed leader: handling %r failed", payload)
