@@ -151,7 +151,9 @@ async def test_whole_life_of_an_alert(
     assert cs.status_code == 200, cs.text
     assert cs.json()["alert"]["references"][0].split(",")[1] == u["identifier"]
     got_live = await ledger(db, u["id"])
-    assert await ledger(db, c["id"]) == got_live
+    # Exactly the same people (a channel whose delivery of the update failed for good, such as a
+    # webhook that went away, is not retried for the cancel).
+    assert {r[0] for r in await ledger(db, c["id"])} == {r[0] for r in got_live}
     assert newcomer["id"] not in {r[0] for r in got_live} and near["id"] not in {r[0] for r in got_live}
     assert far["id"] not in {r[0] for r in got_live}
     assert_valid_cap((await aclient.get(f"/v1/alerts/{c['id']}.cap")).content)
