@@ -82,6 +82,7 @@ async def test_patch_reaches_the_leader_and_area_of_interest_filters(
     # only the area around the fake city: the antimeridian quake is dropped
     r = await api.patch("/v1/feeds/aoi", json={"url": url, "area": [-93, 41, -90, 43]}, headers=admin)
     assert r.status_code == 200 and r.json()["url"] == url and r.json()["area"] == [-93, 41, -90, 43]
+
     # A cycle asked for before the edit may still finish on the old URL: wait for the new one.
     async def polled_new_url() -> dict[str, Any] | None:
         f = await poll(api, admin, "aoi")
