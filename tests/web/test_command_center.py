@@ -112,6 +112,8 @@ async def test_create_incident_by_clicking_the_map_and_assign_the_recommended_re
     if not await endpoint_exists(api, headers, "/v1/incidents"):
         pytest.skip("the incidents API (issue 8) is not on this server yet")
     page = await coordinator_page(browser, web_server)
+    # The map registers its click handler once its style and basemap have loaded (slow on a loaded machine).
+    await page.wait_for_function("() => window.sitrep.map.loaded === true", timeout=60000)
     await page.evaluate("() => window.sitrep.map.map.jumpTo({center: [-91.665, 41.975], zoom: 13})")
     await page.get_by_role("button", name="New incident").click()
     box = await page.locator("#map canvas").bounding_box()
