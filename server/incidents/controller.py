@@ -215,10 +215,11 @@ async def incidents_csv(
     bbox: str | None = None,
     from_: datetime | None = Parameter(query="from", default=None),
     to: datetime | None = None,
+    in_active_hazard: bool | None = None,
     limit: int = 1000,
     cursor: str | None = None,
 ) -> Any:
-    query = _query(q, status, priority, type_, None, bbox, from_, to, None, None, limit, cursor)
+    query = _query(q, status, priority, type_, None, bbox, from_, to, None, in_active_hazard, limit, cursor)
     return await _export(request, query, "csv")
 
 
