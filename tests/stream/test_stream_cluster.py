@@ -5,8 +5,11 @@ Redis subscriber's reconnect."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import socket
+import struct
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -14,8 +17,6 @@ from dataclasses import dataclass
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
 
 from server.bus import Change
 from server.stream.history import History
@@ -153,55 +154,98 @@ async def test_flushall_changes_epoch_and_connected_viewers_get_reset(
         await v.ws.close()
 
 
-@pytest.mark.xfail(
-    reason="end-to-end stall not reproduced yet: under uvicorn's websockets impl the sends to a client that "
-    "never reads did not block in this setup, so the bounded queue never filled (queue/drop logic itself is "
-    "covered by test_viewer_queue_is_bounded_and_drops_with_4008)",
-    strict=False,
-)
+class StalledClient:
+    """A WebSocket client over a raw socket that sends its subscription and then stops reading.
+
+    No client library in between: nothing buffers on our side, so once the kernel buffers are
+    full the server's writes really block, as with a phone that froze or a proxy that stalled.
+    """
+
+    def __init__(self, port: int, token: str) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.connect(("127.0.0.1", port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            (
+                "GET /v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer {token}\r\n\r\n"
+            ).encode()
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += self.sock.recv(1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        self.buffer = b""
+
+    def send_text(self, text: str) -> None:
+        payload = text.encode()
+        mask = os.urandom(4)
+        assert len(payload) < 126
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
+
+    def _read(self, n: int) -> bytes:
+        while len(self.buffer) < n:
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                raise ConnectionError("closed without a close frame")
+            self.buffer += chunk
+        out, self.buffer = self.buffer[:n], self.buffer[n:]
+        return out
+
+    def read_until_close(self, timeout_s: float) -> tuple[int, str, int]:
+        """Read and discard frames until the close frame: (code, reason, data frames seen)."""
+        self.sock.settimeout(timeout_s)
+        frames = 0
+        while True:
+            b0, b1 = self._read(2)
+            length = b1 & 0x7F
+            if length == 126:
+                length = struct.unpack("!H", self._read(2))[0]
+            elif length == 127:
+                length = struct.unpack("!Q", self._read(8))[0]
+            payload = self._read(length)
+            if b0 & 0x0F == 0x8:
+                return struct.unpack("!H", payload[:2])[0], payload[2:].decode(), frames
+            frames += 1
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 async def test_slow_viewer_is_dropped_with_4008_and_others_keep_up(pair: Pair, http_a: httpx.AsyncClient) -> None:
     token = await login(http_a, "coord")
     before = await _metric(pair.a.url, "sitrep_stream_viewers_dropped_total")
-    # A client that never reads: tiny kernel receive buffer, library stops reading after one frame.
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", pair.a.port))
-    slow = await connect(
-        f"{pair.a.ws_url}/v1/stream",
-        sock=sock,
-        additional_headers={"Authorization": f"Bearer {token}"},
-        max_queue=1,
-        max_size=None,
-        ping_interval=None,
-    )
-    await slow.send(json.dumps({"type": "subscribe", "id": "s", "topics": ["incidents"]}))
+    slow = await asyncio.to_thread(StalledClient, pair.a.port, token)
+    slow.send_text(json.dumps({"type": "subscribe", "id": "s", "topics": ["incidents"]}))
     healthy = await open_viewer(pair.a.ws_url, token, max_size=None)
     await healthy.subscribe(topics=["incidents"])
     # Act as another worker: publish big ticks straight into the shared Redis channel.
     r = aioredis.from_url(pair.redis.url)
     history = History(r, "sitrep:stream", 1000)
-    blob = "x" * 20_000  # ~2 MB frames: loopback buffers (up to 32 MB here) fill within seconds
+    blob = "x" * 20_000  # ~2 MB frames: the loopback buffers fill after a few
     dropped = False
     try:
-        for n in range(60):
+        for n in range(120):
             changes = [Change("incidents", f"big-{k}", {"n": n, "blob": blob}, lon=-91.6, lat=41.9) for k in range(100)]
             await history.publish(encode_batch(changes, "test-worker"))
-            if n % 10 == 9:
+            if n % 5 == 4:
                 frame = await healthy.of_type("delta", timeout=5)  # the healthy viewer is never held back
                 assert frame["items"]
+                healthy.messages.clear()
                 if await _metric(pair.a.url, "sitrep_stream_viewers_dropped_total") > before:
                     dropped = True
                     break
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.05)
         assert dropped, "the viewer that never reads was not dropped"
-        with pytest.raises(ConnectionClosed) as info:
-            while True:
-                await asyncio.wait_for(slow.recv(), 20)
-        assert info.value.rcvd is not None and info.value.rcvd.code == 4008
-        assert "too slow" in info.value.rcvd.reason
+        # Once it reads again it gets what was already on the wire, then the close frame with the reason.
+        code, reason, _frames = await asyncio.to_thread(slow.read_until_close, 30)
+        assert code == 4008
+        assert "too slow" in reason
     finally:
         await r.aclose()
-        await slow.close()
+        slow.close()
         await healthy.ws.close()
 
 
