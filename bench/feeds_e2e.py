@@ -40,7 +40,7 @@ from feeds.config import FeedConfig  # noqa: E402
 from feeds.fake import create_fake_feed_app  # noqa: E402
 from feeds.http import FeedFetcher, FetchSettings  # noqa: E402
 from feeds.model import ParseResult  # noqa: E402
-from feeds.nws import resolve_geometry  # noqa: E402
+from feeds.nws import resolve_items  # noqa: E402
 from feeds.relative_dates import rewrite_relative_dates  # noqa: E402
 from server.db import create_pool  # noqa: E402
 from server.feeds.covers import prepare_items  # noqa: E402
@@ -66,12 +66,8 @@ WHERE h.source = $1 AND h.status = 'active' AND (h.valid_until IS NULL OR h.vali
 
 
 async def resolve(result: ParseResult, resolver: DbZoneResolver) -> int:
-    missing = 0
-    for n, item in enumerate(result.items):
-        if item.geometry is None and item.geocodes:
-            result.items[n], _codes = await resolve_geometry(item, resolver)
-            missing += result.items[n].geometry is None
-    return missing
+    result.errors.extend(await resolve_items(result.items, resolver))
+    return sum(1 for i in result.items if i.geometry is None and i.geocodes)
 
 
 async def raw_ceiling(conn: asyncpg.Connection, rows: int, cells: int, wkb: list[bytes]) -> float:
@@ -124,11 +120,10 @@ async def run(env: dict[str, str]) -> None:
             t_json = time.perf_counter() - t
             codes = sorted({c for i in nws.parse(raw).items for c in i.geocodes.get("UGC", []) if c[2] == "Z"})
             t = time.perf_counter()
-            for code in codes[:40]:
-                await resolver.geometry_for(code)
-            t_cold = (time.perf_counter() - t) / 40
-            print(f"NWS zone shapes: {len(codes)} zones in the capture; a cold fetch from the zone endpoint + cache "
-                  f"insert costs {t_cold * 1000:.1f} ms per zone (first poll only)")  # fmt: skip
+            await resolver.prefetch(codes)
+            t_cold = time.perf_counter() - t
+            print(f"NWS zone shapes: {len(codes)} zones in the capture; fetched from the zone endpoint and stored "
+                  f"in {t_cold * 1000:.0f} ms ({t_cold * 1000 / len(codes):.1f} ms per zone; first poll only)")  # fmt: skip
             # Real zone shapes are not in the samples (the fake endpoint draws squares near one city), so
             # the zones are stood in by counties of the same state, spreading alerts over the map as real
             # zones would: zone SSZnnn → the state's county at index nnn modulo its county count.

@@ -14,7 +14,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -26,6 +27,7 @@ from feeds.shapes import representative_point, union_geojson
 from feeds.times import TimeFormatError, parse_iso
 
 SOURCE = "nws"
+log = logging.getLogger("sitrep.feeds.nws")
 _RAW_KEYS = ("event", "messageType", "status", "category", "urgency", "certainty", "response", "senderName",
              "areaDesc", "affectedZones")  # fmt: skip
 _TIME_KEYS = ("sent", "effective", "onset", "expires", "ends")
@@ -150,7 +152,12 @@ def parse(data: bytes, options: Mapping[str, Any] | None = None, now: datetime |
 
 
 class ZoneResolver(Protocol):
-    """Looks up the shape of an NWS zone/county code (``IAZ052``, ``IAC113``, ``019113``)."""
+    """Looks up the shape of an NWS zone/county code (``IAZ052``, ``IAC113``, ``019113``).
+
+    A resolver may also offer ``async prefetch(codes)`` (fetch the shapes it lacks, all at once,
+    before a document is resolved) and ``async area_for(codes) -> (geometry | None, missing)``
+    (the union of several codes, which it may cache); :func:`resolve_items` uses them when present.
+    """
 
     async def geometry_for(self, ugc_or_same: str) -> dict[str, Any] | None: ...
 
@@ -163,6 +170,36 @@ def _codes(item: HazardItem) -> Iterable[str]:
         yield from item.geocodes.get("SAME", [])
 
 
+async def _shape_of(code: str, resolver: ZoneResolver) -> dict[str, Any] | None:
+    geom = await resolver.geometry_for(code)
+    if geom is None:
+        fips = ugc_to_fips(code) or same_to_fips(code)
+        if fips is not None and fips != code:
+            geom = await resolver.geometry_for(fips)
+    return geom
+
+
+async def area_for(codes: Sequence[str], resolver: ZoneResolver) -> tuple[dict[str, Any] | None, list[str]]:
+    """The union of the shapes of ``codes`` (GeoJSON, or None) and the codes that have no shape.
+
+    County UGCs the resolver does not know are retried as 5-digit FIPS. Uses the resolver's own
+    ``area_for`` when it has one.
+    """
+    own = getattr(resolver, "area_for", None)
+    if own is not None:
+        merged, missing = await own(codes)
+        return merged, list(missing)
+    shapes: list[dict[str, Any]] = []
+    missing: list[str] = []
+    for code in codes:
+        geom = await _shape_of(code, resolver)
+        if geom is None:
+            missing.append(code)
+        else:
+            shapes.append(geom)
+    return (union_geojson(shapes) if shapes else None), missing
+
+
 async def resolve_geometry(item: HazardItem, resolver: ZoneResolver) -> tuple[HazardItem, list[str]]:
     """Union the shapes of the item's UGC codes (SAME when there is no UGC).
 
@@ -172,19 +209,43 @@ async def resolve_geometry(item: HazardItem, resolver: ZoneResolver) -> tuple[Ha
     """
     if item.geometry is not None:
         return item, []
-    shapes: list[dict[str, Any]] = []
-    missing: list[str] = []
-    for code in dict.fromkeys(_codes(item)):
-        geom = await resolver.geometry_for(code)
-        if geom is None:
-            fips = ugc_to_fips(code) or same_to_fips(code)
-            if fips is not None and fips != code:
-                geom = await resolver.geometry_for(fips)
-        if geom is None:
-            missing.append(code)
-        else:
-            shapes.append(geom)
-    merged = union_geojson(shapes) if shapes else None
+    merged, missing = await area_for(list(dict.fromkeys(_codes(item))), resolver)
     if merged is None:
         return item, missing
     return msgspec.structs.replace(item, geometry=merged, point=representative_point(merged)), missing
+
+
+async def resolve_items(items: list[HazardItem], resolver: ZoneResolver) -> list[ItemError]:
+    """Resolve every item without a geometry (in place), one union per distinct code set.
+
+    Alerts of one document often name the same zones (the 510 zone-based alerts of the national
+    capture have 296 distinct code sets): each set is unioned once and shared. Unknown shapes are
+    asked for all at once first (``prefetch``) when the resolver can. Returns an item error for
+    each item left without an area, naming the codes that had no shape.
+    """
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for n, item in enumerate(items):
+        if item.geometry is None and item.geocodes:
+            groups.setdefault(tuple(dict.fromkeys(_codes(item))), []).append(n)
+    if not groups:
+        return []
+    prefetch = getattr(resolver, "prefetch", None)
+    if prefetch is not None:
+        try:
+            await prefetch(list(dict.fromkeys(c for codes in groups for c in codes)))
+        except Exception as exc:  # what it could not fetch is asked for again per code set below
+            log.warning("zone prefetch failed: %s", exc)
+    errors: list[ItemError] = []
+    for codes, indexes in groups.items():
+        try:
+            merged, missing = await area_for(codes, resolver)
+        except Exception as exc:  # a resolver failure costs these items, not the document
+            errors.extend(ItemError(items[n].external_id, f"zone lookup failed: {exc}") for n in indexes)
+            continue
+        point = representative_point(merged) if merged is not None else None
+        for n in indexes:
+            if merged is not None:
+                items[n] = msgspec.structs.replace(items[n], geometry=merged, point=point)
+            elif missing:
+                errors.append(ItemError(items[n].external_id, f"no shape for {', '.join(missing[:5])}"))
+    return errors

@@ -27,7 +27,7 @@ from feeds import cap, firms, gdacs, nws, usgs
 from feeds.config import FeedConfig, FeedState
 from feeds.http import FeedFetcher, FetchError
 from feeds.model import FeedFormatError, HazardItem, ItemError, ParseResult
-from feeds.nws import ZoneResolver, resolve_geometry
+from feeds.nws import ZoneResolver, resolve_items
 
 log = logging.getLogger("sitrep.feeds")
 
@@ -306,16 +306,7 @@ class FeedScheduler:
 
     async def _resolve(self, result: ParseResult) -> None:
         assert self._resolver is not None
-        for n, item in enumerate(result.items):
-            if item.geometry is None and item.geocodes:
-                try:
-                    resolved, missing = await resolve_geometry(item, self._resolver)
-                except Exception as exc:
-                    result.errors.append(ItemError(item.external_id, f"zone lookup failed: {exc}"))
-                    continue
-                result.items[n] = resolved
-                if missing and resolved.geometry is None:
-                    result.errors.append(ItemError(item.external_id, f"no shape for {', '.join(missing[:5])}"))
+        result.errors.extend(await resolve_items(result.items, self._resolver))
 
     async def _loop(self, run: _FeedRun) -> None:
         while True:
