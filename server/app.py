@@ -14,7 +14,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.static_files import create_static_files_router
 
-from .alerts.controller import AlertController, SubscriberController, alerts_atom
+from .alerts.controller import AlertController, SubscriberController, alerts_atom, vapid_public_key
 from .alerts.senders import AlertChannels
 from .auth.controller import AuthController
 from .devices.controller import DeviceController, ResponderAdminController
@@ -53,6 +53,7 @@ def route_handlers() -> list[Any]:
         *position_handlers(),
         *stream_handlers,
         alerts_atom,
+        vapid_public_key,
         AlertController,
         SubscriberController,
         *incident_handlers,

@@ -196,6 +196,14 @@ class AlertSettings(_EnvSettings):
     """Allow subscriber webhooks to loopback/private addresses (tests and closed networks only)."""
     alerts_signups_per_hour: int = 30
     """Public sign-ups per client address per hour (429 beyond)."""
+    alerts_vapid_private_key: str = ""
+    """Web push VAPID private key (base64url raw P-256 key, or PEM; `python -m server.alerts.push` prints a new one). Empty: in development one is generated once and kept in the database (`server_keys`); elsewhere web push is off."""
+    alerts_vapid_subject: str = "mailto:alerts@example.org"
+    """VAPID `sub` claim: a `mailto:` or `https:` contact for push services."""
+    alerts_push_rate_per_s: float = 500.0
+    """Most web push messages per second handed to push services, across all workers."""
+    alerts_push_allow_private: bool = False
+    """Allow push endpoints that are plain http or resolve to loopback/private addresses (tests only)."""
 
 
 @dataclass(frozen=True)

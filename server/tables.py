@@ -467,7 +467,6 @@ subscribers = Table(
     Column("email", Text),
     Column("phone", Text),
     Column("webhook_url", Text),
-    Column("push", JSONB),
     Column("language", Text, nullable=False, server_default="en"),
     Column("quiet_hours", JSONB),
     Column("exercise", Boolean, nullable=False, server_default=text("false")),
@@ -487,6 +486,31 @@ subscriber_places = Table(
     Column("cells", ARRAY(BigInteger), nullable=False),
     # fastupdate off: sign-ups are rare, and a long GIN pending list makes every alert's lookup scan it.
     Index("subscriber_places_cells_idx", "cells", postgresql_using="gin", postgresql_with={"fastupdate": "off"}),
+)
+
+push_subscriptions = Table(
+    "push_subscriptions",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column(
+        "subscriber_id",
+        UUID(as_uuid=True),
+        ForeignKey("subscribers.id", ondelete="CASCADE"),
+        nullable=False,
+        unique=True,
+    ),
+    Column("endpoint", Text, nullable=False, unique=True),
+    Column("p256dh", Text, nullable=False),
+    Column("auth", Text, nullable=False),
+    _ts("created_at"),
+)
+
+server_keys = Table(
+    "server_keys",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+    _ts("created_at"),
 )
 
 deliveries = Table(

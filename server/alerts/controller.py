@@ -23,6 +23,7 @@ from .cap import ATOM_MEDIA_TYPE, CAP_MEDIA_TYPE, build_atom
 from .messages import check_unsubscribe_token
 from .model import Alert, AlertCompose, AlertPage, AlertPatch, CorrectIn, is_exercise
 from .preview import Preview, preview
+from .push import VapidKeys
 from .senders import twilio_signature
 from .subscribers import SubscriberCreate, SubscriberCreated, check_signup_rate, confirm, sign_up, unsubscribe
 
@@ -273,6 +274,25 @@ class AlertController(Controller):
         )
 
 
+def _vapid(request: Request[Any, Any, Any]) -> VapidKeys | None:
+    channels = runtime_of(request).by_name.get("alert-channels")
+    return getattr(channels, "vapid", None)
+
+
+class VapidPublicKey(msgspec.Struct, kw_only=True):
+    public_key: str
+    """base64url uncompressed P-256 point: pass it as ``applicationServerKey`` to ``pushManager.subscribe``."""
+
+
+@get("/v1/push/vapid-public-key", tags=["subscribers"])
+async def vapid_public_key(request: Request[Any, Any, Any]) -> VapidPublicKey:
+    """The server's VAPID public key for browser push subscriptions (404 when web push is off)."""
+    keys = _vapid(request)
+    if keys is None:
+        raise NotFound("web push is not configured on this server")
+    return VapidPublicKey(public_key=keys.public_key)
+
+
 def _wake_outbox(request: Request[Any, Any, Any]) -> None:
     rt = runtime_of(request)
     dispatcher = rt.by_name.get("outbox")
@@ -313,7 +333,7 @@ class SubscriberController(Controller):
         rt = runtime_of(request)
         await check_signup_rate(rt.redis, client_address(request), rt.settings.alerts.alerts_signups_per_hour)
         async with rt.pool.acquire() as conn, conn.transaction():
-            out = await sign_up(conn, data, rt.settings)
+            out = await sign_up(conn, data, rt.settings, push_enabled=_vapid(request) is not None)
         _wake_outbox(request)
         return out
 

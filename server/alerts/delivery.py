@@ -19,8 +19,8 @@ from ..settings import AlertSettings
 from .messages import overrides_quiet_hours, quiet_until, render
 from .targeting import Recipient
 
-CHANNELS = ("email", "sms", "alert_webhook")
-"""Channels alerts are delivered on. Web push is not implemented (no pywebpush here)."""
+CHANNELS = ("email", "sms", "alert_webhook", "push")
+"""Channels alerts are delivered on (``push``: web push, see ``push.py``)."""
 STATUSES = ("queued", "sent", "delivered", "failed")
 
 
@@ -36,6 +36,8 @@ def channels_of(r: Recipient) -> list[str]:
         out.append("sms")
     if r.webhook_url:
         out.append("alert_webhook")
+    if r.push:
+        out.append("push")
     return out
 
 
@@ -76,7 +78,9 @@ async def fan_out(
             continue
         payload = render(channel=ch, recipient=r, alert=alert, base_url=settings.alerts_public_url, secret=secret)
         mid = message_id(alert["identifier"], ch, r.id)
-        target = {"email": r.email, "sms": r.phone, "alert_webhook": r.webhook_url}[ch] or ""
+        target = {"email": r.email, "sms": r.phone, "alert_webhook": r.webhook_url}.get(ch) or ""
+        if ch == "push" and r.push:
+            target = r.push["endpoint"]
         out_rows.append(
             {
                 "message_id": mid,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import uuid
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -52,6 +53,17 @@ def pick_text(content: dict[str, Any], language: str) -> dict[str, Any]:
         if t["language"].split("-")[0].lower() == primary:
             return dict(t)
     return dict(texts[0])
+
+
+PUSH_URGENCY = {"Immediate": "high", "Expected": "normal", "Future": "low", "Past": "very-low", "Unknown": "normal"}
+"""CAP ``urgency`` → RFC 8030 ``Urgency`` (a phone saving battery may hold back low-urgency pushes)."""
+
+
+def urgency_of(content: dict[str, Any]) -> str:
+    """The web push ``Urgency`` of an alert: from its CAP urgency; an Extreme alert is always ``high``."""
+    if content.get("severity") == "Extreme":
+        return "high"
+    return PUSH_URGENCY.get(str(content.get("urgency")), "normal")
 
 
 def overrides_quiet_hours(content: dict[str, Any]) -> bool:
@@ -153,10 +165,20 @@ def render(
         return {
             **common,
             "subscription": recipient.push,
+            "urgency": urgency_of(content),
+            "expires": content["expires"],
+            "topic": uuid.UUID(str(content["thread_id"])).hex if content.get("thread_id") else None,
             "notification": {
                 "title": prefix + text["headline"],
                 "body": sms_text(text, alert["cap_status"], long=False),
                 "url": cap_url,
+                "identifier": alert["identifier"],
+                "msg_type": alert["msg_type"],
+                "exercise": exercise,
+                "severity": content["severity"],
+                "urgency": content["urgency"],
+                "expires": content["expires"],
+                "lang": text["language"],
             },
         }
     raise ValueError(f"unknown channel {channel!r}")

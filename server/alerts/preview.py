@@ -14,7 +14,7 @@ from feeds.capschema import validate_cap
 from ..settings import Settings
 from . import repository as repo
 from .cap import check_rules
-from .delivery import channels_of
+from .delivery import CHANNELS, channels_of
 from .messages import render
 from .model import is_exercise
 from .service import cap_for
@@ -51,7 +51,7 @@ async def preview(conn: asyncpg.Connection, row: asyncpg.Record, settings: Setti
         email="someone@example.org",
         phone="+15550100000",
         webhook_url="https://example.org/hook",
-        push=None,
+        push={"endpoint": "https://push.example.org/sample", "keys": {"p256dh": "", "auth": ""}},
         language=row["content"]["texts"][0]["language"],
         quiet_hours=None,
         exercise=exercise,
@@ -60,14 +60,15 @@ async def preview(conn: asyncpg.Connection, row: asyncpg.Record, settings: Setti
         **dict(row),
         "version": row["content"]["version"],
         "sent_at": None,
-        "delivery_ids": {(sample.id, ch): 0 for ch in ("email", "sms", "alert_webhook")},
+        "delivery_ids": {(sample.id, ch): 0 for ch in CHANNELS},
     }
     messages = {}
-    for ch in ("email", "sms", "alert_webhook"):
+    for ch in CHANNELS:
         p = render(
             channel=ch, recipient=sample, alert=alert, base_url=settings.alerts.alerts_public_url, secret="preview"
         )
         p.pop("delivery_id", None)
+        p.pop("subscription", None)
         messages[ch] = p
     return Preview(
         alert_id=row["id"],

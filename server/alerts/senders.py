@@ -1,10 +1,9 @@
 """Outbox senders of the alert channels: ``email`` (SMTP), ``sms`` (Twilio-style HTTP providers with
-failover) and ``alert_webhook`` (Standard Webhooks). Each returns an outbox ``SendResult`` and moves
-the alert's receipt-ledger row (``deliveries``) along.
+failover), ``alert_webhook`` (Standard Webhooks) and ``push`` (web push, in ``push.py``). Each returns
+an outbox ``SendResult`` and moves the alert's receipt-ledger row (``deliveries``) along.
 
 Per-channel rate limits are shared by every worker through Redis (:class:`RateLimit`: a GCRA "next
-free slot" kept in one key), so a provider never sees more than its configured rate. Web push is
-not implemented (pywebpush is not installed here).
+free slot" kept in one key), so a provider never sees more than its configured rate.
 """
 
 from __future__ import annotations
@@ -329,18 +328,27 @@ class AlertWebhookSender(_Ledger):
 
 
 class AlertChannels:
-    """Component: registers the alert channels' senders with the outbox (sent by its dispatcher)."""
+    """Component: registers the alert channels' senders with the outbox (sent by its dispatcher) and
+    holds the web push VAPID keys (``vapid``: None when web push is off)."""
 
     name = "alert-channels"
 
+    def __init__(self) -> None:
+        self.vapid: Any = None
+
     async def start(self, runtime: Any) -> None:
         from ..outbox.core import register_sender
+        from .push import PushSender, load_keys
 
         s = runtime.settings.alerts
         secret = runtime.settings.auth.jwt_secret
+        async with runtime.pool.acquire() as conn:
+            self.vapid = await load_keys(conn, runtime.settings)
+        keys = self.vapid
         register_sender("email", lambda rt: EmailSender(s, rt.pool, rt.redis))
         register_sender("sms", lambda rt: SmsSender(s, rt.pool, rt.redis))
         register_sender("alert_webhook", lambda rt: AlertWebhookSender(s, secret, rt.pool, rt.redis))
+        register_sender("push", lambda rt: PushSender(s, keys, rt.pool, rt.redis))
 
     async def stop(self) -> None:
         return None

@@ -24,13 +24,14 @@ from shapely.geometry import Point
 from geo.geometry import GeometryError, parse_geojson
 
 from .. import audit
-from ..errors import InvalidInput, NotFound, TooManyRequests, field_error
+from ..errors import Conflict, InvalidInput, NotFound, TooManyRequests, field_error
 from ..outbox.core import enqueue
 from ..outbox.webhook import check_url
 from ..security import token_hash
 from ..settings import Settings
 from ..structs import Body
 from .messages import unsubscribe_token, webhook_secret
+from .push import PushSubscription, parse_subscription, store_subscription
 from .targeting import place_cells
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,}$")
@@ -91,8 +92,11 @@ def _place_geom(place: PlaceIn, i: int) -> Any:
         ) from None
 
 
-async def _validate(data: SubscriberCreate, settings: Settings) -> list[str]:
+async def _validate(
+    data: SubscriberCreate, settings: Settings, push_enabled: bool
+) -> tuple[list[str], PushSubscription | None]:
     errors = []
+    push = None
     channels = []
     if data.email is not None:
         if EMAIL.match(data.email):
@@ -111,9 +115,12 @@ async def _validate(data: SubscriberCreate, settings: Settings) -> list[str]:
         else:
             channels.append("alert_webhook")
     if data.push is not None:
-        errors.append(field_error("push", "web push is not available on this server"))
+        push, push_errors = await parse_subscription(data.push, settings.alerts, enabled=push_enabled)
+        errors.extend(push_errors)
+        if push is not None:
+            channels.append("push")
     if not channels and not errors:
-        errors.append(field_error("channels", "give at least one of email, phone, webhook_url"))
+        errors.append(field_error("channels", "give at least one of email, phone, webhook_url, push"))
     if not 1 <= len(data.places) <= MAX_PLACES:
         errors.append(field_error("places", f"1 to {MAX_PLACES} places"))
     if data.quiet_hours is not None:
@@ -127,7 +134,7 @@ async def _validate(data: SubscriberCreate, settings: Settings) -> list[str]:
         errors.append(field_error("language", "a language tag such as en-US"))
     if errors:
         raise InvalidInput("invalid subscription", errors=errors)
-    return channels
+    return channels, push
 
 
 async def check_signup_rate(redis: Any, address: str, per_hour: int) -> None:
@@ -147,8 +154,11 @@ async def check_signup_rate(redis: Any, address: str, per_hour: int) -> None:
         )
 
 
-async def sign_up(conn: asyncpg.Connection, data: SubscriberCreate, settings: Settings) -> SubscriberCreated:
-    channels = await _validate(data, settings)
+async def sign_up(
+    conn: asyncpg.Connection, data: SubscriberCreate, settings: Settings, *, push_enabled: bool = False
+) -> SubscriberCreated:
+    """Store a pending subscriber; ``push_enabled`` says whether this server has VAPID keys."""
+    channels, push = await _validate(data, settings, push_enabled)
     geoms = [_place_geom(p, i) for i, p in enumerate(data.places)]
     try:
         cells = [place_cells(g) for g in geoms]
@@ -174,7 +184,12 @@ async def sign_up(conn: asyncpg.Connection, data: SubscriberCreate, settings: Se
         [shapely.to_wkb(g) for g in geoms],
         [",".join(map(str, c)) for c in cells],
     )
-    via = await _send_confirmation(conn, str(sid), data, token, settings)
+    if push is not None and not await store_subscription(conn, sid, push):
+        raise Conflict(
+            "this push subscription is already registered; unsubscribe it first",
+            errors=[field_error("push.endpoint", "already registered")],
+        )
+    via = await _send_confirmation(conn, str(sid), data, token, settings, push)
     await audit.record(conn, None, "subscriber.create", "subscriber", sid, {"channels": channels})
     secret = settings.auth.jwt_secret
     return SubscriberCreated(
@@ -189,10 +204,12 @@ async def sign_up(conn: asyncpg.Connection, data: SubscriberCreate, settings: Se
 
 
 async def _send_confirmation(
-    conn: asyncpg.Connection, sid: str, data: SubscriberCreate, token: str, settings: Settings
-) -> str:
+    conn: asyncpg.Connection, sid: str, data: SubscriberCreate, token: str, settings: Settings,
+    push: PushSubscription | None,
+) -> str:  # fmt: skip
     link = f"{settings.alerts.alerts_public_url}/v1/subscribers/confirm?token={token}"
     mid = f"subscriber-confirm:{sid}"
+    payload: dict[str, Any]
     if data.email:
         payload = {
             "to": data.email,
@@ -206,6 +223,16 @@ async def _send_confirmation(
         payload = {"to": data.phone, "body": f"Confirm alerts: {link}", "confirm_token": token}
         await enqueue(conn, channel="sms", target=data.phone, payload=payload, message_id=mid, subscriber_id=sid)
         return "sms"
+    if push is not None:
+        payload = {
+            "subscription": push.info(),
+            "urgency": "normal",
+            "expires": None,
+            "notification": {"title": "Confirm your alert subscription", "body": "Tap to confirm.", "url": link},
+            "confirm_token": token,
+        }
+        await enqueue(conn, channel="push", target=push.endpoint, payload=payload, message_id=mid, subscriber_id=sid)
+        return "push"
     event = {"type": "subscription.confirm", "data": {"subscriber_id": sid, "confirm_url": link, "token": token}}
     payload = {"url": data.webhook_url, "subscriber_id": sid, "event": event, "confirm_token": token}
     await enqueue(
@@ -230,4 +257,5 @@ async def unsubscribe(conn: asyncpg.Connection, sid: str) -> None:
     await conn.execute(
         "UPDATE subscribers SET unsubscribed_at = coalesce(unsubscribed_at, now()) WHERE id = $1", uuid.UUID(sid)
     )
+    await conn.execute("DELETE FROM push_subscriptions WHERE subscriber_id = $1", uuid.UUID(sid))
     await audit.record(conn, None, "subscriber.unsubscribe", "subscriber", sid)

@@ -56,7 +56,11 @@ class Recipient:
     exercise: bool
 
 
-_RECIPIENT_COLS = "s.id::text AS id, s.email, s.phone, s.webhook_url, s.push, s.language, s.quiet_hours, s.exercise"
+_RECIPIENT_COLS = (
+    "s.id::text AS id, s.email, s.phone, s.webhook_url, s.language, s.quiet_hours, s.exercise, "
+    "(SELECT jsonb_build_object('endpoint', ps.endpoint, 'keys', jsonb_build_object('p256dh', ps.p256dh, "
+    "'auth', ps.auth)) FROM push_subscriptions ps WHERE ps.subscriber_id = s.id) AS push"
+)
 _ACTIVE = "s.confirmed_at IS NOT NULL AND s.unsubscribed_at IS NULL AND ($4::bool = false OR s.exercise)"
 
 

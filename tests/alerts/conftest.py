@@ -1,5 +1,5 @@
-"""Fixtures for the alert tests: an SMTP sink, two fake SMS providers, a webhook receiver, and a
-sitrep server configured to deliver to them (on the session database)."""
+"""Fixtures for the alert tests: an SMTP sink, two fake SMS providers, a webhook receiver, a web push
+service, and a sitrep server configured to deliver to them (on the session database)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.alerts.fakes import FakeSmsProvider, SmtpSink, WebhookReceiver
+from tests.alerts.fakes import FakePushService, FakeSmsProvider, SmtpSink, WebhookReceiver
 from tests.conftest import Database, ServerProcess, bearer, free_port, login, start_server
 
 
@@ -46,6 +46,14 @@ async def hook_receiver() -> AsyncIterator[WebhookReceiver]:
 
 
 @pytest.fixture(scope="session")
+async def push_service() -> AsyncIterator[FakePushService]:
+    p = FakePushService()
+    await p.start()
+    yield p
+    await p.stop()
+
+
+@pytest.fixture(scope="session")
 def alert_server(
     database: Database,
     smtp_sink: SmtpSink,
@@ -61,6 +69,7 @@ def alert_server(
         "SITREP_ALERTS_SMS_URLS": f"{sms_primary.url},{sms_secondary.url}",
         "SITREP_ALERTS_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "SITREP_ALERTS_ALLOW_PRIVATE_WEBHOOKS": "true",
+        "SITREP_ALERTS_PUSH_ALLOW_PRIVATE": "true",
         "SITREP_WEBHOOK_ALLOW_PRIVATE": "true",
         "SITREP_OUTBOX_POLL_MS": "50",
         "SITREP_OUTBOX_BACKOFF_BASE_S": "0.2",

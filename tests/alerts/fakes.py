@@ -4,17 +4,21 @@
 * :class:`FakeSmsProvider` — a Twilio-style HTTP API (``/2010-04-01/Accounts/{sid}/Messages.json``)
   that accepts, fails (500), throttles (429 + Retry-After) or refuses a number (400), enforces a
   configured rate, and posts signed status callbacks like Twilio does;
-* :class:`WebhookReceiver` — records every POST with its headers.
+* :class:`WebhookReceiver` — records every POST with its headers;
+* :class:`FakePushService` — a web push service that checks VAPID and decrypts for its browsers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import json
+import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -22,9 +26,13 @@ from email.message import Message
 from typing import Any
 from urllib.parse import parse_qsl
 
+import http_ece
 import httpx
+import jwt
 import uvicorn
 from aiosmtpd.controller import Controller
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from server.alerts.senders import twilio_signature
 from tests.conftest import free_port
@@ -206,3 +214,116 @@ class WebhookReceiver(_AsgiServer):
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         self.received.append((headers, body))
         await _respond(send, self.status, b"{}")
+
+
+@dataclass
+class PushBrowser:
+    """One browser's push subscription: its own P-256 key pair and auth secret (RFC 8291)."""
+
+    path: str
+    endpoint: str
+    private_key: Any
+    auth_secret: bytes
+    status: list[int] = field(default_factory=list)
+    """Statuses to answer with, in order (then 201)."""
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    """Decrypted messages with the request headers that carried them."""
+
+    def subscription(self) -> dict[str, Any]:
+        """What ``PushSubscription.toJSON()`` gives in a browser."""
+        raw = self.private_key.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+        return {
+            "endpoint": self.endpoint,
+            "expirationTime": None,
+            "keys": {"p256dh": _b64(raw), "auth": _b64(self.auth_secret)},
+        }
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass
+class FakePushService(_AsgiServer):
+    """An RFC 8030 push service that is also the browser behind each subscription: it checks the VAPID
+    ``Authorization`` (an ES256 JWT for this origin, signed by the key in ``k=``), decrypts the
+    ``aes128gcm`` body with the subscription's private key and auth secret, and keeps the message.
+    Requests that fail a check are answered 400/401 and listed in ``rejected``."""
+
+    browsers: dict[str, PushBrowser] = field(default_factory=dict)
+    rejected: list[str] = field(default_factory=list)
+    vapid_keys: list[str] = field(default_factory=list)
+    _ids: Any = field(default_factory=lambda: itertools.count(1))
+
+    def browser(self) -> PushBrowser:
+        path = f"/wpush/v2/{uuid.uuid4().hex}"
+        b = PushBrowser(
+            path=path,
+            endpoint=self.url + path,
+            private_key=ec.generate_private_key(ec.SECP256R1()),
+            auth_secret=os.urandom(16),
+        )
+        self.browsers[path] = b
+        return b
+
+    def _check_vapid(self, authorization: str) -> str | None:
+        scheme, _, params = authorization.partition(" ")
+        if scheme.lower() != "vapid":
+            return f"authorization scheme {scheme!r}"
+        fields = dict(p.strip().split("=", 1) for p in params.split(","))
+        try:
+            key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), _unb64(fields["k"]))
+            claims = jwt.decode(
+                fields["t"],
+                key=key,
+                algorithms=["ES256"],
+                audience=self.url,
+                options={"require": ["exp", "aud", "sub"]},
+            )
+        except Exception as exc:
+            return f"VAPID JWT: {type(exc).__name__}: {exc}"
+        if claims["exp"] > time.time() + 24 * 3600:
+            return "VAPID exp more than 24 h ahead"
+        if not str(claims["sub"]).startswith(("mailto:", "https:")):
+            return "VAPID sub is not a contact URI"
+        self.vapid_keys.append(fields["k"])
+        return None
+
+    async def app(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = await _read_body(receive)
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        b = self.browsers.get(scope["path"])
+        if b is None:
+            await _respond(send, 404, b"{}")
+            return
+        problem = self._check_vapid(headers.get("authorization", ""))
+        if problem:
+            self.rejected.append(problem)
+            await _respond(send, 401, b"{}")
+            return
+        if headers.get("content-encoding") != "aes128gcm" or "ttl" not in headers:
+            self.rejected.append(f"headers {headers}")
+            await _respond(send, 400, b"{}")
+            return
+        if b.status:
+            status = b.status.pop(0)
+            if status >= 300:
+                await _respond(send, status, b"{}", [(b"retry-after", b"0")] if status in (429, 503) else None)
+                return
+        try:
+            plain = http_ece.decrypt(body, private_key=b.private_key, auth_secret=b.auth_secret, version="aes128gcm")
+        except Exception as exc:
+            self.rejected.append(f"decrypt: {type(exc).__name__}: {exc}")
+            await _respond(send, 400, b"{}")
+            return
+        b.messages.append({"headers": headers, "message": json.loads(plain)})
+        location = f"{self.url}/m/{next(self._ids)}".encode()
+        await _respond(send, 201, b"", [(b"location", location)])
