@@ -11,7 +11,7 @@ hexagon drawn with straight lon/lat edges, so the result equals ``shapely.contai
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import h3.api.basic_int as h3i
 import numpy as np
@@ -160,6 +160,24 @@ class PolygonCover:
         self.interior, self.boundary = classify_cells(geometry, self.res, max_cells=max_cells)
         self._interior_arr = np.fromiter(sorted(self.interior), dtype=np.int64, count=len(self.interior))
         self._boundary_arr = np.fromiter(sorted(self.boundary), dtype=np.int64, count=len(self.boundary))
+
+    @classmethod
+    def from_cells(cls, geometry: BaseGeometry, interior: Iterable[int], boundary: Iterable[int]) -> PolygonCover:
+        """The cover of ``geometry`` from cells classified earlier for this same geometry (for example
+        the stored ``hazard_cells``), without classifying again. ValueError when there are no cells or
+        they are not all of one resolution."""
+        self = cls.__new__(cls)
+        self.interior = frozenset(int(c) for c in interior)
+        self.boundary = frozenset(int(c) for c in boundary)
+        resolutions = {h3i.get_resolution(c) for c in self.interior | self.boundary}
+        if len(resolutions) != 1:
+            raise ValueError(f"cells must share one resolution (got {sorted(resolutions)})")
+        self.res = resolutions.pop()
+        self.geometry = geometry
+        shapely.prepare(self.geometry)
+        self._interior_arr = np.fromiter(sorted(self.interior), dtype=np.int64, count=len(self.interior))
+        self._boundary_arr = np.fromiter(sorted(self.boundary), dtype=np.int64, count=len(self.boundary))
+        return self
 
     def __len__(self) -> int:
         return len(self.interior) + len(self.boundary)

@@ -6,8 +6,8 @@ Re-exported by :mod:`geo.fences`; import them from there.
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
-from typing import Any, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 
@@ -106,9 +106,24 @@ def visit_group(fence_id: str, responder_id: str, since: datetime) -> str:
     return hashlib.blake2b(raw, digest_size=12).hexdigest()
 
 
+_ZERO = timedelta(0)
+
+
 def rfc3339(t: datetime) -> str:
     """UTC RFC 3339 with ``Z`` and microseconds when present."""
+    if t.tzinfo is UTC or (t.tzinfo is not None and t.utcoffset() == _ZERO):
+        return t.replace(tzinfo=None).isoformat() + "Z"
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class VisitState(NamedTuple):
+    """A read-only copy of one open (responder, fence) visit, for persisting engine state."""
+
+    state: str
+    since: datetime
+    group: str
+    last_fix_time: datetime
+    fence_version: int
 
 
 _COMMANDS: dict[str, str] = {

@@ -39,11 +39,11 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from geo.cover import CoverIndex, PolygonCover
-from geo.fence_model import DETECTS, Fence, FenceEvent, Fix, Reason, rfc3339, to_tile38, visit_group
+from geo.fence_model import DETECTS, Fence, FenceEvent, Fix, Reason, VisitState, rfc3339, to_tile38, visit_group
 from geo.fence_state import INSIDE, OUTSIDE, PENDING, EngineStats, _Entry, _Probe, _Responder, _Visit
 from geo.geodesy import buffer_geometry_m, distance_to_boundary_m
 
-__all__ = ["DETECTS", "EngineStats", "Fence", "FenceEngine", "FenceEvent", "Fix", "rfc3339", "to_tile38"]
+__all__ = ["DETECTS", "EngineStats", "Fence", "FenceEngine", "FenceEvent", "Fix", "VisitState", "rfc3339", "to_tile38"]
 
 
 class FenceEngine:
@@ -64,6 +64,7 @@ class FenceEngine:
         self._heap: list[tuple[datetime, str, int, int, Fix, bool]] = []
         self._counter = 0
         self._late: list[Fix] = []
+        self._evaluated: set[str] = set()
 
     # ------------------------------------------------------------------ fences
     def fences(self) -> list[Fence]:
@@ -75,21 +76,40 @@ class FenceEngine:
 
     def upsert_fence(self, fence: Fence, now: datetime) -> list[FenceEvent]:
         """Create or replace a fence and re-evaluate every known responder against it at once."""
-        old = self._fences.get(fence.id)
-        cover = PolygonCover(fence.geometry)
-        outer = buffer_geometry_m(fence.geometry, fence.hysteresis_m) if fence.hysteresis_m > 0 else None
-        if outer is not None:
-            shapely.prepare(outer)
-        if old is not None:
-            slot = old.slot
-            self._index.remove(slot)
-        else:
-            slot = self._free_slots.pop() if self._free_slots else self._alloc_slot()
-        entry = _Entry(fence=fence, slot=slot, cover=cover, outer=outer)
-        self._fences[fence.id] = entry
-        self._slot_fence[slot] = fence.id
-        self._index.add(slot, cover)
-        return self._reevaluate(entry, now, "fence_moved" if old is not None else "fence_created")
+        return self.upsert_fences([fence], now)
+
+    def upsert_fences(
+        self, fences: Iterable[Fence], now: datetime, covers: Mapping[str, PolygonCover] | None = None
+    ) -> list[FenceEvent]:
+        """Create or replace many fences, then re-evaluate every known responder against all of them
+        in one vectorised pass (one H3 lookup per resolution for everyone, exact tests only on
+        boundary cells). Events come fence by fence in the given order, exactly as a sequence of
+        :meth:`upsert_fence` calls would produce them (fences are independent of each other).
+
+        ``covers`` may hold an already computed :class:`PolygonCover` of a fence's geometry by fence
+        id (e.g. built from stored cells); fences without one are covered here."""
+        entries: list[tuple[_Entry, Reason]] = []
+        for fence in fences:
+            old = self._fences.get(fence.id)
+            known = covers.get(fence.id) if covers else None
+            cover = known if known is not None else PolygonCover(fence.geometry)
+            outer = buffer_geometry_m(fence.geometry, fence.hysteresis_m) if fence.hysteresis_m > 0 else None
+            if outer is not None:
+                shapely.prepare(outer)
+            if old is not None:
+                slot = old.slot
+                self._index.remove(slot)
+            else:
+                slot = self._free_slots.pop() if self._free_slots else self._alloc_slot()
+            entry = _Entry(fence=fence, slot=slot, cover=cover, outer=outer)
+            self._fences[fence.id] = entry
+            self._slot_fence[slot] = fence.id
+            self._index.add(slot, cover)
+            entries.append((entry, "fence_moved" if old is not None else "fence_created"))
+        # a fence given twice: only its last version counts (it replaced the first)
+        last = {e.fence.id: i for i, (e, _) in enumerate(entries)}
+        entries = [er for i, er in enumerate(entries) if last[er[0].fence.id] == i]
+        return self._reevaluate(entries, now)
 
     def remove_fence(self, fence_id: str, now: datetime, reason: Reason = "fence_deleted") -> list[FenceEvent]:
         """Drop a fence; everyone inside gets an ``exit`` (pending visits end quietly)."""
@@ -247,6 +267,46 @@ class FenceEngine:
             return []
         return sorted(fid for fid, v in resp.visits.items() if v.state == INSIDE)
 
+    def visits_of(self, responder_ids: Iterable[str]) -> dict[str, dict[str, VisitState]]:
+        """``responder -> fence -> VisitState`` for the given responders (``{}`` for unknown ones)."""
+        out: dict[str, dict[str, VisitState]] = {}
+        responders = self._responders
+        for rid in responder_ids:
+            resp = responders.get(rid)
+            out[rid] = (
+                {
+                    fid: VisitState(v.state, v.since, v.group, v.last_fix_time, v.fence_version)
+                    for fid, v in resp.visits.items()
+                }
+                if resp is not None
+                else {}
+            )
+        return out
+
+    def all_visits(self) -> dict[str, dict[str, VisitState]]:
+        """:meth:`visits_of` every responder that has at least one visit."""
+        return self.visits_of([rid for rid, r in self._responders.items() if r.visits])
+
+    def positions_of(self, responder_ids: Iterable[str]) -> list[Fix]:
+        """Last accepted position of the given responders (unknown ones and unknown positions skipped)."""
+        out: list[Fix] = []
+        responders = self._responders
+        for rid in responder_ids:
+            r = responders.get(rid)
+            if r is None or math.isnan(r.lon):
+                continue
+            out.append(
+                Fix(responder_id=rid, team_id=r.team_id, fix_time=r.fix_time, lon=r.lon, lat=r.lat,
+                    accuracy_m=r.accuracy_m, seq=r.seq)
+            )  # fmt: skip
+        return out
+
+    def drain_evaluated(self) -> set[str]:
+        """Responders with a fix evaluated (accepted) since the last call: whose position and visits
+        may have changed, i.e. what an incremental persister has to look at."""
+        out, self._evaluated = self._evaluated, set()
+        return out
+
     # ------------------------------------------------------------------ internals
     def _alloc_slot(self) -> int:
         self._next_slot += 1
@@ -269,6 +329,7 @@ class FenceEngine:
                 continue
             last_time[fix.responder_id] = fix.fix_time
             accepted.append((fix, arrived_late))
+        self._evaluated.update(last_time)
         self.stats.batches += 1
         if not accepted:
             return []
@@ -306,47 +367,48 @@ class FenceEngine:
 
     def _inside_pairs(self, lons: np.ndarray[Any, Any], lats: np.ndarray[Any, Any]) -> dict[int, set[int]]:
         """Fix index -> slots whose fence contains the fix (prefilter + exact test on boundary cells)."""
-        pts, slots, interior = self._index.candidates(lons, lats)
-        self.stats.candidate_pairs += int(pts.size)
+        pts, slots, candidates, exact = _contained(self._index, lons, lats)
+        self.stats.candidate_pairs += candidates
+        self.stats.exact_tests += exact
         inside: dict[int, set[int]] = {}
-        for p, s in zip(pts[interior].tolist(), slots[interior].tolist(), strict=True):
+        for p, s in zip(pts.tolist(), slots.tolist(), strict=True):
             inside.setdefault(p, set()).add(s)
-        b_pts, b_slots = pts[~interior], slots[~interior]
-        if b_pts.size:
-            order = np.argsort(b_slots, kind="stable")
-            b_pts, b_slots = b_pts[order], b_slots[order]
-            uniq, starts = np.unique(b_slots, return_index=True)
-            ends = [*starts[1:].tolist(), int(b_slots.size)]
-            for slot, a, b in zip(uniq.tolist(), starts.tolist(), ends, strict=True):
-                idx = b_pts[a:b]
-                geom = self._index.cover(slot).geometry
-                hit = shapely.contains_xy(geom, lons[idx], lats[idx])
-                self.stats.exact_tests += int(idx.size)
-                for p in idx[hit].tolist():
-                    inside.setdefault(p, set()).add(slot)
         return inside
 
-    def _reevaluate(self, entry: _Entry, now: datetime, reason: Reason) -> list[FenceEvent]:
-        """Evaluate every known responder's last position against a (new) fence geometry at once."""
-        self.stats.reevaluations += 1
+    def _reevaluate(self, entries: list[tuple[_Entry, Reason]], now: datetime) -> list[FenceEvent]:
+        """Evaluate every known responder's last position against (new) fence geometries at once."""
+        self.stats.reevaluations += len(entries)
         rids = [rid for rid, r in self._responders.items() if not math.isnan(r.lon)]
         events: list[FenceEvent] = []
-        if not rids:
+        if not rids or not entries:
             return events
         resps = [self._responders[rid] for rid in rids]
         lons = np.fromiter((r.lon for r in resps), dtype=np.float64, count=len(resps))
         lats = np.fromiter((r.lat for r in resps), dtype=np.float64, count=len(resps))
-        in_plain = entry.cover.contains(lons, lats)
-        in_outer = in_plain.copy()
-        if entry.outer is not None:
-            in_outer = shapely.contains_xy(entry.outer, lons, lats) | in_plain
-        members = self._members.get(entry.fence.id, set())
-        todo = sorted(
-            {i for i in np.flatnonzero(in_plain).tolist()} | {i for i, rid in enumerate(rids) if rid in members}
-        )
-        for i in todo:
-            probe = self._probe_of(rids[i], resps[i], reason)
-            self._step(entry, resps[i], probe, bool(in_plain[i]), bool(in_outer[i]), now, events, per_fix=False)
+        inside_of: dict[int, set[int]] = {}
+        if len(entries) == 1:
+            entry = entries[0][0]
+            inside_of[entry.slot] = set(np.flatnonzero(entry.cover.contains(lons, lats)).tolist())
+        else:
+            index = CoverIndex()
+            for entry, _ in entries:
+                index.add(entry.slot, entry.cover)
+            pts, slots, _, _ = _contained(index, lons, lats)
+            for p, s in zip(pts.tolist(), slots.tolist(), strict=True):
+                inside_of.setdefault(s, set()).add(p)
+        position_of = {rid: i for i, rid in enumerate(rids)} if self._members else {}
+        for entry, reason in entries:
+            in_plain = inside_of.get(entry.slot, set())
+            members = self._members.get(entry.fence.id, set())
+            todo = sorted(in_plain | {position_of[rid] for rid in members if rid in position_of})
+            in_outer: set[int] = set()
+            if entry.outer is not None and todo:
+                idx = np.asarray(todo, dtype=np.int64)
+                in_outer = set(idx[shapely.contains_xy(entry.outer, lons[idx], lats[idx])].tolist())
+            for i in todo:
+                probe = self._probe_of(rids[i], resps[i], reason)
+                inside = i in in_plain
+                self._step(entry, resps[i], probe, inside, inside or i in in_outer, now, events, per_fix=False)
         self.stats.events += len(events)
         return events
 
@@ -480,3 +542,25 @@ class FenceEngine:
                 since=since,
             )
         )
+
+
+def _contained(
+    index: CoverIndex, lons: np.ndarray[Any, Any], lats: np.ndarray[Any, Any]
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], int, int]:
+    """``(point_index, key)`` pairs where the indexed cover's polygon contains the point, plus the
+    candidate and exact-test counts: interior cells are hits, boundary cells get one vectorised
+    ``contains_xy`` per cover."""
+    pts, keys, interior = index.candidates(lons, lats)
+    keep = interior.copy()
+    boundary = np.flatnonzero(~interior)
+    if boundary.size:
+        order = boundary[np.argsort(keys[boundary], kind="stable")]
+        b_keys = keys[order]
+        uniq, starts = np.unique(b_keys, return_index=True)
+        ends = [*starts[1:].tolist(), int(b_keys.size)]
+        for key, a, b in zip(uniq.tolist(), starts.tolist(), ends, strict=True):
+            sel = order[a:b]
+            idx = pts[sel]
+            hit = shapely.contains_xy(index.cover(key).geometry, lons[idx], lats[idx])
+            keep[sel[hit]] = True
+    return pts[keep], keys[keep], int(pts.size), int(boundary.size)

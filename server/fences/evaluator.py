@@ -22,15 +22,17 @@ leader already evaluated are recognised as not newer than the responder's restor
 change nothing.
 
 Fence changes arrive by ``LISTEN sitrep_fences`` (``hazard:<id>``, ``geofence:<id>``, ``webhooks``)
-and become ``upsert_fence``/``remove_fence`` calls whose events are written the same way. A full
-reload every ``fence_resync_s`` catches anything missed.
+and become ``upsert_fences``/``remove_fence`` calls whose events are written the same way. The
+notifications that arrived together (a feed poll changing hundreds of hazards) are loaded in one
+query and re-evaluated in one vectorised pass, with each hazard's cover rebuilt from its stored
+``hazard_cells`` instead of being classified again. A full reload every ``fence_resync_s`` catches
+anything missed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import logging
 import os
 import random
@@ -43,7 +45,7 @@ import asyncpg
 import msgspec
 from prometheus_client import Counter, Gauge
 
-from geo.fences import Fence, FenceEngine, FenceEvent, Fix, rfc3339, to_tile38
+from geo.fences import Fence, FenceEngine, FenceEvent, VisitState, rfc3339, to_tile38
 
 from ..bus import Change
 from ..db import connect
@@ -51,7 +53,6 @@ from ..hazards.repository import FENCE_CHANNEL, get_hazard, hazard_change
 from ..outbox.core import enqueue_many
 from ..outbox.repository import active_webhooks
 from . import store
-from .engine_view import all_visits, positions_of, visits_of
 from .gaps import GapTracker
 
 log = logging.getLogger("sitrep.fences")
@@ -66,18 +67,22 @@ CHANGED_FENCE_MARGIN = timedelta(seconds=30)
 """On takeover, fences changed this close to the previous leader's last commit are re-evaluated."""
 
 
-def _state_key(v: dict[str, Any]) -> tuple[Any, ...]:
-    return (v["state"], v["since"], v["group"], v["fence_version"])
+def _state_key(v: VisitState) -> tuple[Any, ...]:
+    """What a persisted visit must agree on (``last_fix_time`` alone changes no row)."""
+    return (v.state, v.since, v.group, v.fence_version)
 
 
-def _state_json(v: dict[str, Any]) -> str:
-    return msgspec.json.encode(
+_encode = msgspec.json.Encoder().encode
+
+
+def _state_json(v: VisitState) -> str:
+    return _encode(
         {
-            "state": v["state"],
-            "since": rfc3339(v["since"]),
-            "group": v["group"],
-            "last_fix_time": rfc3339(v["last_fix_time"]),
-            "fence_version": v["fence_version"],
+            "state": v.state,
+            "since": rfc3339(v.since),
+            "group": v.group,
+            "last_fix_time": rfc3339(v.last_fix_time),
+            "fence_version": v.fence_version,
         }
     ).decode()
 
@@ -162,26 +167,24 @@ class FenceEvaluator:
         self._notes = []
         await conn.add_listener(FENCE_CHANNEL, self._on_notify)
         self.engine = FenceEngine(s.ingest.reorder_window_s)
-        self._pending: list[tuple[datetime, str]] = []
         now = store.utcnow()
         fences = await store.load_active_fences(conn)
-        for fence, _ in fences:
-            self.engine.upsert_fence(fence, now)
+        covers = {f.fence.id: f.cover for f in fences if f.cover is not None}
+        self.engine.upsert_fences([f.fence for f in fences], now, covers)  # no positions yet: no events
         self.engine.load_positions(await store.load_positions(conn))
         states = await store.load_states(conn)
-        active = {f.id for f, _ in fences}
+        active = {f.fence.id for f in fences}
         self.engine.restore([st for st in states if st["fence_id"] in active])
         self._mirror: dict[str, dict[str, tuple[Any, ...]]] = {
-            rid: {fid: _state_key(v) for fid, v in vs.items()} for rid, vs in all_visits(self.engine).items()
+            rid: {fid: _state_key(v) for fid, v in vs.items()} for rid, vs in self.engine.all_visits().items()
         }
         # visits of fences that vanished while nobody led: exit the ones inside, drop the rest
         vanished = [st for st in states if st["fence_id"] not in active]
         events = await self._vanished_exits(conn, vanished, now)
         deletes = [(st["responder_id"], st["fence_id"]) for st in vanished]
         if prev_commit is not None:
-            for fence, updated in fences:
-                if updated >= prev_commit - CHANGED_FENCE_MARGIN:
-                    events += self.engine.upsert_fence(fence, now)
+            margin = prev_commit - CHANGED_FENCE_MARGIN
+            events += self.engine.upsert_fences([f.fence for f in fences if f.updated_at >= margin], now, covers)
         self.webhooks = [dict(r) for r in await active_webhooks(conn)]
         await self._commit(conn, events, set(), full=True, deletes=deletes)
         self._last_resync = self._last_activation = time.monotonic()
@@ -195,17 +198,18 @@ class FenceEvaluator:
         if not inside:
             return []
         info = await store.fence_detects(conn, sorted({st["fence_id"] for st in inside}))
-        pos = {p["responder_id"]: p for p in positions_of(self.engine, {st["responder_id"] for st in inside})}
+        pos = {p.responder_id: p for p in self.engine.positions_of({st["responder_id"] for st in inside})}
         events = []
         for st in inside:
             kind, name, detects, meta = info.get(st["fence_id"], ("geofence", "", frozenset({"exit"}), {}))
             if "exit" not in detects:
                 continue
-            p = pos.get(st["responder_id"], {})
+            p = pos.get(st["responder_id"])
             events.append(
                 FenceEvent(
                     detect="exit", fence_id=st["fence_id"], fence_kind=kind, responder_id=st["responder_id"],  # type: ignore[arg-type]
-                    fix_time=p.get("fix_time", st["last_fix_time"]), time=now, lon=p.get("lon", 0.0), lat=p.get("lat", 0.0),
+                    fix_time=p.fix_time if p else st["last_fix_time"], time=now,
+                    lon=p.lon if p else 0.0, lat=p.lat if p else 0.0,
                     group=st["group"], reason="fence_deleted", meta=meta, fence_name=name,
                 )
             )  # fmt: skip
@@ -223,30 +227,31 @@ class FenceEvaluator:
             if mono - self._last_resync >= s.fence_resync_s:
                 notes = ["resync"]
                 self._last_resync = mono
-            for note in dict.fromkeys(notes):
-                evs, changed = await self._apply_note(conn, note, now)
+            if notes:
+                evs, changed = await self._apply_notes(conn, list(dict.fromkeys(notes)), now)
                 events += evs
                 full = full or changed
             if mono - self._last_activation >= 1.0:
                 self._last_activation = mono
-                for hid in await store.newly_valid_hazards(conn, self._activation_since - timedelta(seconds=2)):
-                    if self.engine.fence(hid) is None:
-                        evs, _ = await self._apply_note(conn, f"hazard:{hid}", now)
-                        events += evs
-                        full = True
+                since = self._activation_since - timedelta(seconds=2)
+                fresh = [h for h in await store.newly_valid_hazards(conn, since) if self.engine.fence(h) is None]
+                if fresh:
+                    evs, _ = await self._apply_notes(conn, [f"hazard:{h}" for h in fresh], now)
+                    events += evs
+                    full = True
                 self._activation_since = now
                 ended = ["check"]
             if any(f.valid_until is not None and f.valid_until <= now for f in self.engine.fences()):
                 full = True
             rows = await conn.fetch(store.POSITIONS_SQL, self.read_seq, s.fence_batch)
             n = self.gaps.consumable(self.read_seq, rows, mono)
-            fixes = [store.to_fix(r) for r in rows[:n]]
+            fixes = store.to_fixes(rows[:n])
             if n:
                 self.read_seq = int(rows[n - 1]["seq"])
                 LAG.set(max(0.0, (now - rows[n - 1]["received_at"]).total_seconds()))
             events += self.engine.add_fixes(fixes, now) if fixes else self.engine.advance(now)
             self.engine.drain_late()
-            touched = self._released(fixes, now)
+            touched = self.engine.drain_evaluated()
             if self.gaps.skipped:
                 GAP_SKIPS.inc(self.gaps.skipped)
                 self.gaps.skipped = 0
@@ -258,44 +263,66 @@ class FenceEvaluator:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), s.fence_poll_ms / 1000)
 
-    def _released(self, fixes: list[Fix], now: datetime) -> set[str]:
-        """Responders whose buffered fixes the engine has released (evaluated) by ``now``."""
-        for f in fixes:
-            heapq.heappush(self._pending, (f.fix_time, f.responder_id))
-        cutoff = now - self.engine.reorder_window
-        out: set[str] = set()
-        while self._pending and self._pending[0][0] <= cutoff:
-            out.add(heapq.heappop(self._pending)[1])
-        return out
+    async def _apply_notes(
+        self, conn: asyncpg.Connection, notes: list[str], now: datetime
+    ) -> tuple[list[FenceEvent], bool]:
+        """Apply fence-change notifications together: fences that changed at the same time (a feed
+        poll writing hundreds of hazards) are loaded in one query per kind and re-evaluated against
+        every responder in one vectorised pass. Returns ``(events, fences_changed)``."""
+        if "webhooks" in notes or "resync" in notes:
+            self.webhooks = [dict(r) for r in await active_webhooks(conn)]
+        loaded: dict[str, store.Loaded] = {}
+        if "resync" in notes:
+            loaded = {f.fence.id: f for f in await store.load_active_fences(conn)}
+            return self._apply_fences([(fid, loaded.get(fid)) for fid in self._all_ids(loaded)], now), True
+        wanted: dict[str, list[str]] = {"hazard": [], "geofence": []}
+        order: dict[str, None] = {}
+        for note in notes:
+            kind, _, oid = note.partition(":")
+            if kind in wanted and oid not in order:
+                wanted[kind].append(oid)
+                order[oid] = None
+        if not order:
+            return [], False
+        for kind, ids in wanted.items():
+            if ids:
+                loaded.update(await store.load_fences(conn, kind, ids))
+        changes = [(oid, loaded.get(oid)) for oid in order]
+        changed = any(self._differs(oid, fence) for oid, fence in changes)
+        return self._apply_fences(changes, now), changed
 
-    async def _apply_note(self, conn: asyncpg.Connection, note: str, now: datetime) -> tuple[list[FenceEvent], bool]:
-        if note == "webhooks":
-            self.webhooks = [dict(r) for r in await active_webhooks(conn)]
-            return [], False
-        if note == "resync":
-            self.webhooks = [dict(r) for r in await active_webhooks(conn)]
-            events: list[FenceEvent] = []
-            loaded = {f.id: f for f, _ in await store.load_active_fences(conn)}
-            for fence in self.engine.fences():
-                if fence.id not in loaded:
-                    events += self.engine.remove_fence(fence.id, now, self._reason(fence, now))
-            for fid, fence in loaded.items():
-                known = self.engine.fence(fid)
-                if known is None or known.version != fence.version:
-                    events += self.engine.upsert_fence(fence, now)
-            return events, True
-        kind, _, oid = note.partition(":")
-        if kind not in {"hazard", "geofence"}:
-            return [], False
-        fence, active = await store.load_fence(conn, kind, oid)
+    def _all_ids(self, loaded: dict[str, store.Loaded]) -> list[str]:
+        return [f.id for f in self.engine.fences() if f.id not in loaded] + list(loaded)
+
+    def _differs(self, oid: str, loaded: store.Loaded | None) -> bool:
         known = self.engine.fence(oid)
-        if fence is not None and active:
-            if known is not None and known.version == fence.version:
-                return [], False
-            return self.engine.upsert_fence(fence, now), True
-        if known is not None:
-            return self.engine.remove_fence(oid, now, self._reason(known, now)), True
-        return [], False
+        if loaded is None:
+            return known is not None
+        return known is None or known.version != loaded.fence.version
+
+    def _apply_fences(self, changes: list[tuple[str, store.Loaded | None]], now: datetime) -> list[FenceEvent]:
+        """``(id, active fence or None)`` in order: removals exit at once, consecutive upserts are
+        re-evaluated as one batch (fences are independent, so this equals one-by-one application)."""
+        events: list[FenceEvent] = []
+        batch: list[store.Loaded] = []
+        for oid, loaded in changes:
+            if not self._differs(oid, loaded):
+                continue
+            if loaded is not None:
+                batch.append(loaded)
+                continue
+            events += self._upsert(batch, now)
+            batch = []
+            known = self.engine.fence(oid)
+            if known is not None:
+                events += self.engine.remove_fence(oid, now, self._reason(known, now))
+        return events + self._upsert(batch, now)
+
+    def _upsert(self, batch: list[store.Loaded], now: datetime) -> list[FenceEvent]:
+        if not batch:
+            return []
+        covers = {f.fence.id: f.cover for f in batch if f.cover is not None}
+        return self.engine.upsert_fences([f.fence for f in batch], now, covers)
 
     @staticmethod
     def _reason(fence: Fence, now: datetime) -> Any:
@@ -320,24 +347,26 @@ class FenceEvaluator:
         pending = self.engine.pending_min_seq()
         checkpoint = max(self.checkpoint, self.read_seq if pending is None else min(self.read_seq, pending - 1))
         if full:
-            current = all_visits(self.engine)
+            current = self.engine.all_visits()
             rids = set(current) | set(self._mirror)
         else:
-            current = visits_of(self.engine, touched | {e.responder_id for e in events})
+            current = self.engine.visits_of(touched | {e.responder_id for e in events})
             rids = set(current)
-        upserts: list[dict[str, Any]] = []
+        upserts: list[tuple[str, str, str]] = []
         dels: list[tuple[str, str]] = list(deletes or [])
         new_mirror: dict[str, dict[str, tuple[Any, ...]]] = {}
+        empty: dict[str, Any] = {}
         for rid in rids:
-            now_v = current.get(rid, {})
-            old = self._mirror.get(rid, {})
-            keys = {fid: _state_key(v) for fid, v in now_v.items()}
-            for fid, v in now_v.items():
-                if old.get(fid) != keys[fid]:
-                    upserts.append({"responder_id": rid, "fence_id": fid, "json": _state_json(v)})
-            dels += [(rid, fid) for fid in old if fid not in now_v]
-            new_mirror[rid] = keys
-        positions = positions_of(self.engine, touched) if touched else []
+            now_v = current.get(rid, empty)
+            old = self._mirror.get(rid, empty)
+            keys = {fid: (v.state, v.since, v.group, v.fence_version) for fid, v in now_v.items()}
+            if keys != old:
+                for fid, v in now_v.items():
+                    if old.get(fid) != keys[fid]:
+                        upserts.append((rid, fid, _state_json(v)))
+                dels += [(rid, fid) for fid in old if fid not in now_v]
+                new_mirror[rid] = keys
+        positions = self.engine.positions_of(touched) if touched else []
         if not (events or upserts or dels or positions or end_expired) and checkpoint == self.checkpoint:
             return
         payloads = [to_tile38(e, hook=e.fence_name or e.fence_id) for e in events]

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import msgspec
 import shapely
 
+from geo.cover import PolygonCover
 from geo.fences import Fence, FenceEvent, Fix
 
 LEADER_NAME = "fences"
@@ -112,9 +113,12 @@ def geofence_fence(row: asyncpg.Record) -> Fence:
 
 
 _HAZARD_SQL = (
-    "SELECT id, kind, severity, source, title, ST_AsBinary(geom) AS wkb, valid_until, updated_at, status, valid_from "
+    "SELECT id, kind, severity, source, title, ST_AsBinary(geom) AS wkb, valid_until, updated_at, status, valid_from, "
+    "(SELECT array_agg(c.cell) FROM hazard_cells c WHERE c.hazard_id = hazards.id AND c.interior) AS interior_cells, "
+    "(SELECT array_agg(c.cell) FROM hazard_cells c WHERE c.hazard_id = hazards.id AND NOT c.interior) AS boundary_cells "
     "FROM hazards "
 )
+"""A hazard with its stored cover cells, read in one statement (one snapshot: geometry and cells agree)."""
 _ACTIVE_HAZARD = (
     "status = 'active' AND (valid_from IS NULL OR valid_from <= now()) AND (valid_until IS NULL OR valid_until > now())"
 )
@@ -125,27 +129,54 @@ _GEOFENCE_SQL = (
 _ACTIVE_GEOFENCE = "deleted_at IS NULL AND (valid_until IS NULL OR valid_until > now())"
 
 
-async def load_active_fences(conn: asyncpg.Connection) -> list[tuple[Fence, datetime]]:
-    """Every active hazard and geofence, with its ``updated_at``."""
-    out: list[tuple[Fence, datetime]] = []
-    for row in await conn.fetch(_HAZARD_SQL + "WHERE " + _ACTIVE_HAZARD):
-        out.append((hazard_fence(row), row["updated_at"]))
+def stored_cover(fence: Fence, row: asyncpg.Record) -> PolygonCover | None:
+    """The hazard's cover from its stored ``hazard_cells`` (classified when it was written, for this
+    geometry), so the evaluator does not classify every area again; None when there are none."""
+    interior, boundary = row["interior_cells"] or [], row["boundary_cells"] or []
+    if not interior and not boundary:
+        return None
+    try:
+        return PolygonCover.from_cells(fence.geometry, interior, boundary)
+    except ValueError:
+        return None
+
+
+class Loaded(NamedTuple):
+    fence: Fence
+    updated_at: datetime
+    cover: PolygonCover | None
+    """Precomputed cover (hazards, from their stored cells), else None: the engine covers it."""
+
+
+def _hazard(row: asyncpg.Record) -> Loaded:
+    fence = hazard_fence(row)
+    return Loaded(fence, row["updated_at"], stored_cover(fence, row))
+
+
+async def load_active_fences(conn: asyncpg.Connection) -> list[Loaded]:
+    """Every active hazard and geofence, with its ``updated_at`` (and a stored cover when there is one)."""
+    out = [_hazard(row) for row in await conn.fetch(_HAZARD_SQL + "WHERE " + _ACTIVE_HAZARD)]
     for row in await conn.fetch(_GEOFENCE_SQL + "WHERE " + _ACTIVE_GEOFENCE):
-        out.append((geofence_fence(row), row["updated_at"]))
+        out.append(Loaded(geofence_fence(row), row["updated_at"], None))
     return out
 
 
-async def load_fence(conn: asyncpg.Connection, kind: str, object_id: str) -> tuple[Fence | None, bool]:
-    """``(fence, active)`` for one hazard/geofence; ``(None, False)`` when it no longer exists."""
-    try:
-        oid = uuid.UUID(object_id)
-    except ValueError:
-        return None, False
+async def load_fences(conn: asyncpg.Connection, kind: str, object_ids: list[str]) -> dict[str, Loaded]:
+    """The active ones among many hazards (``kind="hazard"``) or geofences, in one query, by id;
+    ids that are missing, inactive or not uuids are absent."""
+    ids = []
+    for oid in object_ids:
+        try:
+            ids.append(uuid.UUID(oid))
+        except ValueError:
+            continue
+    if not ids:
+        return {}
     if kind == "hazard":
-        row = await conn.fetchrow(_HAZARD_SQL + f"WHERE id = $1 AND ({_ACTIVE_HAZARD})", oid)
-        return (hazard_fence(row), True) if row else (None, False)
-    row = await conn.fetchrow(_GEOFENCE_SQL + f"WHERE id = $1 AND ({_ACTIVE_GEOFENCE})", oid)
-    return (geofence_fence(row), True) if row else (None, False)
+        rows = await conn.fetch(_HAZARD_SQL + f"WHERE id = ANY($1::uuid[]) AND ({_ACTIVE_HAZARD})", ids)
+        return {str(r["id"]): _hazard(r) for r in rows}
+    rows = await conn.fetch(_GEOFENCE_SQL + f"WHERE id = ANY($1::uuid[]) AND ({_ACTIVE_GEOFENCE})", ids)
+    return {str(r["id"]): Loaded(geofence_fence(r), r["updated_at"], None) for r in rows}
 
 
 async def fence_detects(
@@ -221,66 +252,78 @@ async def load_states(conn: asyncpg.Connection) -> list[dict[str, Any]]:
     return out
 
 
-async def write_states(conn: asyncpg.Connection, upserts: list[dict[str, Any]], deletes: list[tuple[str, str]]) -> None:
+async def write_states(
+    conn: asyncpg.Connection, upserts: list[tuple[str, str, str]], deletes: list[tuple[str, str]]
+) -> None:
+    """``upserts`` are ``(responder_id, fence_id, state_json)``; ``deletes`` ``(responder_id, fence_id)``.
+
+    Ids go as text and are cast by PostgreSQL (no per-row ``uuid.UUID`` in Python).
+    """
     if deletes:
         await conn.execute(
-            "DELETE FROM fence_states s USING unnest($1::uuid[], $2::text[]) AS d(r, f) "
+            "DELETE FROM fence_states s USING unnest($1::text[]::uuid[], $2::text[]) AS d(r, f) "
             "WHERE s.responder_id = d.r AND s.fence_id = d.f",
-            [uuid.UUID(r) for r, _ in deletes],
+            [r for r, _ in deletes],
             [f for _, f in deletes],
         )
     if upserts:
         await conn.execute(
             "INSERT INTO fence_states (responder_id, fence_id, state, updated_at) "
-            "SELECT r, f, s::jsonb, now() FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(r, f, s) "
+            "SELECT r, f, s::jsonb, now() FROM unnest($1::text[]::uuid[], $2::text[], $3::text[]) AS u(r, f, s) "
             "ON CONFLICT (responder_id, fence_id) DO UPDATE SET state = excluded.state, updated_at = now()",
-            [uuid.UUID(u["responder_id"]) for u in upserts],
-            [u["fence_id"] for u in upserts],
-            [u["json"] for u in upserts],
+            [u[0] for u in upserts],
+            [u[1] for u in upserts],
+            [u[2] for u in upserts],
         )
 
 
-async def write_positions(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> None:
+async def write_positions(conn: asyncpg.Connection, rows: list[Fix]) -> None:
+    """Upsert the last evaluated fix of each responder (ids go as text, cast by PostgreSQL)."""
     if not rows:
         return
     await conn.execute(
         "INSERT INTO fence_positions (responder_id, team_id, lon, lat, fix_time, accuracy_m, seq) "
-        "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::float8[], $4::float8[], $5::timestamptz[], $6::float8[], $7::bigint[]) "
+        "SELECT * FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::float8[], $4::float8[], $5::timestamptz[], "
+        "$6::float8[], $7::bigint[]) "
         "ON CONFLICT (responder_id) DO UPDATE SET team_id = excluded.team_id, lon = excluded.lon, lat = excluded.lat, "
         "fix_time = excluded.fix_time, accuracy_m = excluded.accuracy_m, seq = excluded.seq",
-        [uuid.UUID(r["responder_id"]) for r in rows],
-        [uuid.UUID(r["team_id"]) if r["team_id"] else None for r in rows],
-        [r["lon"] for r in rows],
-        [r["lat"] for r in rows],
-        [r["fix_time"] for r in rows],
-        [r["accuracy_m"] for r in rows],
-        [r["seq"] for r in rows],
+        [r.responder_id for r in rows],
+        [r.team_id for r in rows],
+        [r.lon for r in rows],
+        [r.lat for r in rows],
+        [r.fix_time for r in rows],
+        [r.accuracy_m for r in rows],
+        [r.seq for r in rows],
     )
+
+
+_encode = msgspec.json.Encoder().encode
+_EVENT_IDS_SQL = (
+    "WITH s AS MATERIALIZED (SELECT pg_get_serial_sequence('fence_events', 'id')::regclass AS seq) "
+    "SELECT nextval(s.seq) FROM s, generate_series(1, $1)"
+)
 
 
 async def write_events(conn: asyncpg.Connection, events: list[FenceEvent], payloads: list[dict[str, Any]]) -> list[int]:
     """Insert events in order with pre-allocated ids (returned, same order); ``payload["event_id"]`` is set."""
     if not events:
         return []
-    ids: list[int] = [
-        r[0]
-        for r in await conn.fetch(
-            "SELECT nextval(pg_get_serial_sequence('fence_events', 'id')) FROM generate_series(1, $1)", len(events)
-        )
-    ]
+    # the sequence is looked up once per statement, not once per row (pg_get_serial_sequence per row
+    # cost more than the insert itself)
+    ids: list[int] = [r[0] for r in await conn.fetch(_EVENT_IDS_SQL, len(events))]
     for i, p in zip(ids, payloads, strict=True):
         p["event_id"] = i
 
-    enc = msgspec.json.encode
+    enc = _encode
     await conn.execute(
         "INSERT INTO fence_events (id, detect, fence_id, fence_kind, responder_id, fix_time, time, late, payload) "
-        "SELECT i, d, f, k, r, ft, t, l, p::jsonb FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], "
-        "$5::uuid[], $6::timestamptz[], $7::timestamptz[], $8::bool[], $9::text[]) AS u(i, d, f, k, r, ft, t, l, p)",
+        "SELECT i, d, f, k, r::uuid, ft, t, l, p::jsonb FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], "
+        "$5::text[], $6::timestamptz[], $7::timestamptz[], $8::bool[], $9::text[]) AS u(i, d, f, k, r, ft, t, l, p)",
         ids,
         [e.detect for e in events],
         [e.fence_id for e in events],
         [e.fence_kind for e in events],
-        [uuid.UUID(e.responder_id) for e in events],
+        [e.responder_id for e in events],
         [e.fix_time for e in events],
         [e.time for e in events],
         [e.late for e in events],
@@ -290,23 +333,20 @@ async def write_events(conn: asyncpg.Connection, events: list[FenceEvent], paylo
 
 
 POSITIONS_SQL = (
-    "SELECT p.seq, p.responder_id, r.team_id, p.fix_time, p.received_at, ST_X(p.geom) AS lon, ST_Y(p.geom) AS lat, "
-    "p.accuracy_m FROM positions p LEFT JOIN responders r ON r.id = p.responder_id "
+    "SELECT p.seq, p.responder_id::text AS responder_id, r.team_id::text AS team_id, p.fix_time, p.received_at, "
+    "ST_X(p.geom) AS lon, ST_Y(p.geom) AS lat, p.accuracy_m FROM positions p LEFT JOIN responders r ON r.id = p.responder_id "
     "WHERE p.seq > $1 ORDER BY p.seq LIMIT $2"
 )
+"""Ids come as text: the engine keys responders by string, and PostgreSQL formats uuids faster than Python."""
 
 
-def to_fix(r: asyncpg.Record) -> Fix:
-    return Fix(
-        responder_id=str(r["responder_id"]),
-        team_id=str(r["team_id"]) if r["team_id"] else None,
-        fix_time=r["fix_time"],
-        lon=r["lon"],
-        lat=r["lat"],
-        accuracy_m=r["accuracy_m"],
-        seq=r["seq"],
-        received_at=r["received_at"],
-    )
+def to_fixes(rows: list[asyncpg.Record]) -> list[Fix]:
+    """:data:`POSITIONS_SQL` rows as fixes (column order: seq, responder, team, fix_time, received_at, lon, lat, acc)."""
+    return [
+        Fix(responder_id=r[1], team_id=r[2], fix_time=r[3], lon=r[5], lat=r[6], accuracy_m=r[7], seq=r[0],
+            received_at=r[4])
+        for r in rows
+    ]  # fmt: skip
 
 
 def utcnow() -> datetime:
