@@ -24,6 +24,20 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pooled connection released without asyncpg's reset query.
+
+    asyncpg sends ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` on every release,
+    one more round trip per request. sitrep's pooled connections never keep session state: locks
+    are transaction-level (``pg_advisory_xact_lock``), nobody LISTENs or SETs on them, and the
+    session-level leader locks live on dedicated connections (:func:`connect`). An open
+    transaction is still rolled back on release by asyncpg itself.
+    """
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 async def create_pool(
     settings: DatabaseSettings, *, min_size: int | None = None, max_size: int | None = None
 ) -> asyncpg.Pool:
@@ -34,6 +48,7 @@ async def create_pool(
         statement_cache_size=settings.db_statement_cache,
         init=_init_connection,
         command_timeout=60,
+        connection_class=PooledConnection,
     )
 
 

@@ -57,12 +57,18 @@ def requires(permission: str) -> Any:
     if permission not in PERMISSIONS:
         raise KeyError(f"unknown permission {permission!r}")
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    # async: Litestar runs a sync guard in a worker thread, a thread hop on every request.
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         principal = connection.scope.get("user")
         if not isinstance(principal, Principal):
             raise Unauthorized("authentication required")
         if principal.role not in PERMISSIONS[permission]:
             raise Forbidden(f"role {principal.role!r} may not {permission}")
+        if principal.kind == "user":
+            runtime = connection.app.state.runtime
+            row = await runtime.users.get(runtime.pool, principal.id)
+            if row is None or not row["is_active"]:
+                raise Unauthorized("this user has been deactivated")
 
     guard.__name__ = f"requires_{permission.replace(':', '_')}"
     return guard

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import asyncpg
 import redis.asyncio as aioredis
 
+from .auth.directory import UserDirectory
 from .bus import ChangeBus
 from .db import create_pool
 from .devices.auth import DeviceAuthenticator
@@ -40,6 +41,7 @@ class Runtime:
         self.redis: aioredis.Redis = None  # type: ignore[assignment]
         self.rate_limiter: RateLimiter = None  # type: ignore[assignment]
         self.device_auth = DeviceAuthenticator()
+        self.users = UserDirectory()
         self.bus = ChangeBus()
         self.components: list[Component] = list(components or [])
         self.by_name: dict[str, Any] = {c.name: c for c in self.components}

@@ -7,7 +7,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.conftest import DEMO_PASSWORD, bearer, login
+from tests.conftest import DEMO_PASSWORD, bearer, eventually, login
 
 ROLES = ["admin", "coord", "viewer", "responder"]
 
@@ -169,3 +169,29 @@ async def test_users_list_paginates_with_cursor(client: httpx.AsyncClient, admin
 async def test_demo_password_setting_is_used(client: httpx.AsyncClient) -> None:
     r = await client.post("/v1/auth/token", json={"username": "coord", "password": DEMO_PASSWORD})
     assert r.status_code == 200
+
+
+async def test_a_deactivated_user_loses_access_before_the_token_expires(
+    client: httpx.AsyncClient, admin_headers: dict
+) -> None:
+    name = f"gone-{uuid.uuid4().hex[:6]}"
+    r = await client.post(
+        "/v1/users",
+        json={"username": name, "password": "a-good-password", "role": "coordinator"},
+        headers=admin_headers,
+    )
+    assert r.status_code == 201
+    headers = bearer(await login(client, name, "a-good-password"))
+    assert (await client.get("/v1/incidents", headers=headers)).status_code == 200
+    assert (await client.delete(f"/v1/users/{r.json()['id']}", headers=admin_headers)).status_code == 204
+
+    async def refused() -> bool:
+        # Each worker re-reads the user row within a few seconds (at once on the worker that deactivated).
+        r1 = await client.get("/v1/incidents", headers=headers)
+        r2 = await client.get("/v1/me", headers=headers)
+        return r1.status_code == 401 and r2.status_code in (401, 404)
+
+    await eventually(refused, timeout=15, interval=0.5)
+    r = await client.get("/v1/incidents", headers=headers)
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert "deactivated" in r.json()["detail"]

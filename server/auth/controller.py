@@ -15,7 +15,6 @@ from ..deps import client_address, principal_of, runtime_of
 from ..errors import InvalidInput, NotFound, Unauthorized
 from ..permissions import PERMISSIONS, requires
 from ..structs import Body
-from . import repository as repo
 from . import service
 from .service import TokenPair
 
@@ -96,8 +95,8 @@ class AuthController(Controller):
     @get("/me", guards=[requires("me:read")], summary="The caller")
     async def me(self, request: Request[Any, Any, Any]) -> Me:
         principal = principal_of(request)
-        async with runtime_of(request).pool.acquire() as conn:
-            row = await repo.user_by_id(conn, principal.id)
+        runtime = runtime_of(request)
+        row = await runtime.users.get(runtime.pool, principal.id)
         if row is None or not row["is_active"]:
             raise NotFound("user no longer exists")
         perms = sorted(p for p, roles in PERMISSIONS.items() if row["role"] in roles)

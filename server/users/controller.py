@@ -169,6 +169,7 @@ class UserController(Controller):
                 user_id,
                 {"fields": sorted(changes.keys() - {"password_hash"} | ({"password"} if data.password else set()))},
             )
+        runtime_of(request).users.forget(user_id)
         return _user(row)
 
     @delete("/{user_id:uuid}", guards=[requires("users:write")], status_code=HTTP_204_NO_CONTENT)
@@ -182,6 +183,7 @@ class UserController(Controller):
                 user_id,
             )
             await audit.record(conn, principal_of(request), "user.deactivate", "user", user_id)
+        runtime_of(request).users.forget(user_id)
 
 
 class TeamController(Controller):
