@@ -11,9 +11,14 @@ CPU work only (no I/O): the sink runs :func:`prepare_items` in a thread for a wh
   from H3's arcs at res 7), trusted without re-validation. Without ``h3_cells`` the general
   path is used.
 * Items with only a point get a geodesic circle of ``point_radius_m``.
-* A :class:`CoverCache` remembers the covers of recent areas by their GeoJSON: NWS alerts
-  repeat the same zone sets (104 distinct areas among the 529 alerts of the national capture)
-  and an update republishes the same area with a new identifier.
+* Area limit: the hazards area's 2,000,000 km² (:data:`geo.geometry.MAX_AREA_KM2`), except for the
+  sources in :data:`FEED_MAX_AREA_KM2`. GDACS gives a tropical cyclone only as the bounding box of
+  its whole track (6.9–8.2 million km² in the recorded 2019 feeds): refusing it would drop the
+  cyclone, so its boxes are kept up to 20 million km².
+* Covers of feed areas may be as coarse as H3 res :data:`FEED_MIN_RES` (the hazards area stops at
+  res 5): an area whose res-5 cover would exceed the cell budget (GDACS earthquake boxes of
+  ~700,000 km² made ~3,000 cells and took ~0.4 s each; a cyclone box would make ~30,000) gets a
+  few hundred coarser cells instead. Smaller areas get exactly the hazards area's cover.
 """
 
 from __future__ import annotations
@@ -26,10 +31,19 @@ from dataclasses import dataclass
 
 import h3.api.basic_int as h3i
 import msgspec
+import numpy as np
+from shapely.geometry.base import BaseGeometry
 
 from feeds.model import HazardItem, ItemError
+from geo.cover import PolygonCover
+from geo.geometry import MAX_AREA_KM2, GeometryError, validate_geojson
 from server.errors import InvalidGeometry
-from server.hazards.shapes import cover_rows, parse_shape, wkb
+from server.hazards.shapes import parse_shape, wkb
+
+FEED_MAX_AREA_KM2: dict[str, float] = {"gdacs": 20_000_000.0}
+"""Per-source area limits above the hazards area's default (see the module docstring)."""
+FEED_MIN_RES = 3
+"""Coarsest H3 resolution of a feed area's cover (~12,000 km² cells)."""
 
 
 @dataclass(slots=True)
@@ -91,6 +105,13 @@ class CoverCache:
                 self._cells -= len(old[2])
 
 
+def feed_cover_rows(geom: BaseGeometry) -> tuple[int, list[int], list[bool]]:
+    """``(res, cells, interior)`` like :func:`server.hazards.shapes.cover_rows`, down to :data:`FEED_MIN_RES`."""
+    cover = PolygonCover(geom, min_res=FEED_MIN_RES)
+    pairs = list(cover.cells())
+    return cover.res, [int(np.int64(c)) for c, _ in pairs], [inner for _, inner in pairs]
+
+
 def prepare_item(item: HazardItem, point_radius_m: float, cache: CoverCache | None = None) -> Prepared:
     """One item's geometry and cover. Raises :class:`InvalidGeometry` when it has no usable area."""
     if item.source == "firms":
@@ -99,17 +120,21 @@ def prepare_item(item: HazardItem, point_radius_m: float, cache: CoverCache | No
             return fast
     if item.geometry is None and item.point is None:
         raise InvalidGeometry(f"feed item {item.external_id!r} has no geometry")
-    shape_key = msgspec.json.encode([item.geometry, None if item.geometry else item.point, point_radius_m])
+    limit = FEED_MAX_AREA_KM2.get(item.source, MAX_AREA_KM2)
+    shape_key = msgspec.json.encode([item.geometry, None if item.geometry else item.point, point_radius_m, limit])
     key = hashlib.blake2b(shape_key, digest_size=16).digest()
     hit = cache.get(key) if cache is not None else None
     if hit is not None:
         return Prepared(item, hit[0], None, hit[1], hit[2], hit[3])
     if item.geometry is not None:
-        geom = parse_shape(item.geometry, None, None)
+        try:
+            geom = validate_geojson(item.geometry, max_area_km2=limit).geometry
+        except GeometryError as exc:
+            raise InvalidGeometry(str(exc)) from None
     else:
         geom = parse_shape(None, list(item.point or ()), point_radius_m)
     assert geom is not None
-    res, cells, interior = cover_rows(geom)
+    res, cells, interior = feed_cover_rows(geom)
     entry = (wkb(geom), res, cells, interior)
     if cache is not None:
         cache.put(key, entry)

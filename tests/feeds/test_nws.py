@@ -162,3 +162,16 @@ async def test_resolve_geometry_counties_through_fips() -> None:
     item2 = HazardItem(source="nws", external_id="c", version="1", kind="x", geocodes={"UGC": ["IAC113"]})
     resolved2, _ = await nws.resolve_geometry(item2, CountyResolver(counties))
     assert resolved2.geometry == resolved.geometry
+
+
+async def test_resolve_items_unions_each_code_set_once_and_reports_missing() -> None:
+    zones = _Zones({"IAZ052": _square(0, 0), "IAZ053": _square(1, 0)})
+    items = [
+        HazardItem(source="nws", external_id=str(n), version="1", kind="x", geocodes={"UGC": codes})
+        for n, codes in enumerate([["IAZ052", "IAZ053"], ["IAZ052", "IAZ053"], ["IAZ999"], ["IAZ053"]])
+    ]
+    errors = await nws.resolve_items(items, zones)
+    assert zones.asked.count("IAZ052") == 1  # two alerts, one union
+    assert items[0].geometry == items[1].geometry and shape(items[0].geometry).area == pytest.approx(2.0)
+    assert items[2].geometry is None and [(e.external_id, e.reason) for e in errors] == [("2", "no shape for IAZ999")]
+    assert shape(items[3].geometry).area == pytest.approx(1.0) and items[3].point is not None

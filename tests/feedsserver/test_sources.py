@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-import pytest
 
 from feeds import gdacs, nws
 from feeds.boundaries import same_to_fips
@@ -125,26 +124,22 @@ async def test_usgs_quakes_update_geometry_and_deleted_events_end(
     assert (await _hazards(fdb, "usgs", ["fk00000001"]))["fk00000001"]["status"] == "ended"
 
 
-@pytest.mark.xfail(
-    reason="flaky in the full suite (an item-error count assertion, 4 >= 3 and ...); passes alone; see the "
-    "session note on issue 7",
-    strict=False,
-)
 async def test_gdacs_recorded_rss_with_bom(fake: Fake, api: httpx.AsyncClient, admin: dict[str, str], fdb: Any) -> None:
     _, base = fake
     rel = "gdacs/gdacs_rss_2019-12-30.xml"
     await create_feed(api, admin, name="gdacs-2019", kind="gdacs", url=f"{base}/samples/{rel}", interval_s=300)
     f = await poll(api, admin, "gdacs-2019")
     expected = gdacs.parse((samples_dir() / rel).read_bytes())
-    active = [i.external_id for i in expected.items if i.status == "active"]
+    active = [i for i in expected.items if i.status == "active"]
     assert f["health"]["status"] == "ok" and f["health"]["items_last"] == len(expected.items)
-    stored = await _hazards(fdb, "gdacs", [i.external_id for i in expected.items])
-    # cyclone bounding boxes larger than the geometry limit (2,000,000 km²) are item errors, with the reason
-    too_big = {e["external_id"]: e["reason"] for e in f["health"]["item_errors"]}
-    assert all("exceeds the limit" in reason for reason in too_big.values())
-    assert f["health"]["errors_last"] == len(too_big) and all(i.startswith("TC") for i in too_big)
-    kept = [i for i in active if i not in too_big]
-    assert len(kept) >= 3 and all(stored[i]["status"] == "active" and stored[i]["cells"] > 0 for i in kept)
+    # the cyclones' track boxes (up to 8.2 million km²) are kept under GDACS's own area limit
+    assert f["health"]["errors_last"] == 0 and f["health"]["item_errors"] == []
+    assert len(active) >= 6 and any(i.external_id.startswith("TC") for i in active)
+    stored = await _hazards(fdb, "gdacs", [i.external_id for i in active])
+    # Every item of a 2019 document is past its valid_until: stored active with its cells, then ended whenever
+    # the fence evaluator's expiry sweep (or another GDACS document's sweep) next runs, so either state is right.
+    assert all(stored[i.external_id]["cells"] > 0 for i in active)
+    assert {stored[i.external_id]["status"] for i in active} <= {"active", "ended"}
 
 
 async def test_firms_hotspots_become_fire_areas_with_their_h3_cells(
