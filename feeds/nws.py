@@ -187,8 +187,8 @@ async def area_for(codes: Sequence[str], resolver: ZoneResolver) -> tuple[dict[s
     """
     own = getattr(resolver, "area_for", None)
     if own is not None:
-        merged, missing = await own(codes)
-        return merged, list(missing)
+        merged, absent = await own(codes)
+        return merged, list(absent)
     shapes: list[dict[str, Any]] = []
     missing: list[str] = []
     for code in codes:
