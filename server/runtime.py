@@ -72,6 +72,7 @@ class Runtime:
         self._tasks = [
             asyncio.create_task(self._pool_gauges(), name="pool-gauges"),
             asyncio.create_task(self.rate_limiter.flush_loop(), name="rate-limit-flush"),
+            asyncio.create_task(self.device_auth.watch(self.redis), name="device-revocations"),
         ]
         self.ready = True
         log.info("runtime started", extra={"components": [c.name for c in self.components]})

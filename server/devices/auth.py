@@ -1,16 +1,24 @@
 """Resolving a device from its token (and, for OsmAnd clients, its unique id).
 
-Lookups are cached per worker for a few seconds because trackers report often; a revoked token
-stops working within ``ttl_s`` everywhere, and at once on the worker that revoked it.
+Trackers report every few seconds, so lookups are cached per worker for minutes (``ttl_s``)
+rather than queried per fix. A revocation must not wait that long: the worker that revokes
+forgets the token at once and bumps a revocation epoch in Redis (:meth:`revoked`); every worker
+reads the epoch each ``EPOCH_POLL_S`` (:meth:`watch`) and empties its cache when it moved, so a
+revoked token stops working everywhere within about a second. While Redis cannot be read the
+cache is emptied every poll, so revocations still take effect (at the price of a query per fix).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 import uuid
 from dataclasses import dataclass
 
 import asyncpg
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from ..errors import Unauthorized
 from ..security import token_hash
@@ -24,11 +32,41 @@ class DeviceIdentity:
     team_id: uuid.UUID | None
 
 
+log = logging.getLogger("sitrep.devices")
+
+EPOCH_KEY = "sitrep:devices:revocation-epoch"
+EPOCH_POLL_S = 1.0
+
+
 class DeviceAuthenticator:
-    def __init__(self, ttl_s: float = 5.0, max_entries: int = 100_000) -> None:
+    def __init__(self, ttl_s: float = 300.0, max_entries: int = 100_000) -> None:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self._cache: dict[str, tuple[float, DeviceIdentity | None]] = {}
+        self._epoch: bytes | None = None
+
+    async def watch(self, redis: Redis) -> None:
+        """Run forever: empty the cache whenever any worker revoked a device."""
+        while True:
+            try:
+                epoch = await redis.get(EPOCH_KEY)
+            except (RedisError, OSError):
+                log.warning("device revocation epoch unreadable; not caching device tokens meanwhile")
+                self._cache.clear()
+                self._epoch = None
+            else:
+                if epoch != self._epoch:
+                    self._cache.clear()
+                    self._epoch = epoch
+            await asyncio.sleep(EPOCH_POLL_S)
+
+    async def revoked(self, redis: Redis, token_digest: str | None) -> None:
+        """A device was revoked or its responder moved team (``None``: forget all): here, and on every worker."""
+        self.forget(token_digest)
+        try:
+            await redis.incr(EPOCH_KEY)
+        except (RedisError, OSError):
+            log.warning("could not publish a device revocation; other workers forget it within their TTL")
 
     async def resolve(self, conn_source: asyncpg.Pool | asyncpg.Connection, token: str) -> DeviceIdentity:
         digest = token_hash(token)

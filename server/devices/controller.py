@@ -149,7 +149,7 @@ class DeviceController(Controller):
             await require_manages(conn, principal, existing["team_id"])
             row = await repo.revoke_device(conn, device_id)
             await audit.record(conn, principal, "device.revoke", "device", device_id)
-        rt.device_auth.forget(row["token_hash"])
+        await rt.device_auth.revoked(rt.redis, row["token_hash"])
         return _device(row)
 
 
@@ -204,4 +204,7 @@ class ResponderAdminController(Controller):
             await audit.record(
                 conn, principal, "responder.update", "responder", responder_id, {"fields": sorted(changes)}
             )
+        if "team_id" in changes:  # cached device identities carry the team
+            rt = runtime_of(request)
+            await rt.device_auth.revoked(rt.redis, None)
         return Responder(**dict(row))

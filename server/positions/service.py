@@ -148,7 +148,8 @@ async def ingest_items(
             rejected.append(RejectedItem(index=index, reason=exc.reason, detail=exc.detail, client_id=client_id))
             continue
         valid.append((index, fix))
-    return await _commit(runtime, valid, rejected)
+    known = {caller.device.responder_id: caller.device.team_id} if caller.device else None
+    return await _commit(runtime, valid, rejected, known=known)
 
 
 async def ingest_osmand(runtime: Runtime, device: DeviceIdentity, fixes: Sequence[OsmandFix]) -> BatchResult:
@@ -178,11 +179,21 @@ async def ingest_osmand(runtime: Runtime, device: DeviceIdentity, fixes: Sequenc
             rejected.append(RejectedItem(index=index, reason=exc.reason, detail=exc.detail))
             continue
         valid.append((index, fix))
-    return await _commit(runtime, valid, rejected)
+    # The device's identity already names its responder (and team): no directory lookup.
+    return await _commit(runtime, valid, rejected, known={device.responder_id: device.team_id})
 
 
-async def _commit(runtime: Runtime, valid: list[tuple[int, Fix]], rejected: list[RejectedItem]) -> BatchResult:
-    teams = await _directory.teams(runtime.pool, {f.responder_id for _, f in valid}) if valid else {}
+async def _commit(
+    runtime: Runtime,
+    valid: list[tuple[int, Fix]],
+    rejected: list[RejectedItem],
+    known: dict[uuid.UUID, uuid.UUID | None] | None = None,
+) -> BatchResult:
+    ids = {f.responder_id for _, f in valid}
+    if known is not None and ids <= known.keys():
+        teams = known
+    else:
+        teams = await _directory.teams(runtime.pool, ids) if valid else {}
     unique: list[Fix] = []
     first: dict[Any, int] = {}  # key -> position in `unique`
     slots: list[tuple[int, Fix, int, bool]] = []  # (index, fix, unique position, repeat in batch)

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Database
+from tests.conftest import Database, eventually
 from tests.positions.helpers import iso, unique_time
 
 
@@ -159,8 +159,22 @@ async def test_revoked_device_token_is_refused(
     dev = created.json()
     params = {"id": dev["unique_id"], "token": dev["token"], "lat": "41.9", "lon": "-91.6"}
     assert (await client.get("/osmand", params=params)).status_code == 200
+    # Warm the device cache on both workers (fresh connections land on either).
+    for _ in range(6):
+        async with httpx.AsyncClient(base_url=str(client.base_url)) as other:
+            assert (await other.get("/osmand", params=params)).status_code in (200, 422)
     revoked = await client.post(f"/v1/devices/{dev['id']}/revoke", headers=admin_headers)
     assert revoked.status_code == 200
     assert (
         await client.get("/osmand", params={**params, "timestamp": str(int(datetime.now(UTC).timestamp()) - 5)})
     ).status_code == 401
+
+    async def refused_everywhere() -> bool:
+        # Every worker drops its cached identity within about a second (the revocation epoch in Redis).
+        codes = []
+        for _ in range(6):
+            async with httpx.AsyncClient(base_url=str(client.base_url)) as other:
+                codes.append((await other.get("/osmand", params=params)).status_code)
+        return set(codes) == {401}
+
+    await eventually(refused_everywhere, timeout=4, interval=0.5)
