@@ -1,15 +1,19 @@
 """Stream benchmark (bounded, loopback): raw `websockets.broadcast` ceiling vs the sitrep stream.
 
-    .venv/bin/python bench/stream.py [--viewers 1000] [--rate 2000] [--duration 15] [--city-viewers 5000]
+    .venv/bin/python bench/stream.py [--viewers 1000] [--rate 2000] [--duration 15] \
+        [--city-viewers 5000] [--city-rate 2000]
 
-1. raw ceiling: a bare websockets server broadcasting a ~300-byte frame as fast as it can to N
-   sockets (server and clients in separate processes, like the sitrep run) → frames/s delivered;
-2. sitrep, 2 workers, N viewers on the whole map (positions, 10 Hz) while 2,000 responders send
-   2,000 fixes/s in total (coordinator batches) → fix-accepted → frame-received latency
-   p50/p95/p99, drops, server CPU; viewers land on both workers and fixes are ingested on both, so
-   most frames cross workers through Redis;
-3. sitrep, city-sized subscriptions at 4 ticks/s with as many viewers as the machine holds.
-Throw-away database, Redis and servers; everything is stopped at the end.
+1. sitrep, 2 workers, N viewers on the whole map (positions, 10 Hz) while 2,000 responders send
+   2,000 fixes/s in total (small coordinator batches at an even pace) → fix-accepted →
+   frame-received latency p50/p95/p99, drops, server CPU, driver CPU; viewers land on both
+   workers and fixes are ingested on both, so most frames cross workers through Redis;
+2. raw ceiling: a bare websockets server broadcasting a frame of the size sitrep's frames had in
+   step 1 to N sockets, as fast as every socket keeps up (server and clients in separate
+   processes, clients reading with the same frame-walking client as the driver) → frames/s;
+3. sitrep, city-sized subscriptions (each viewer its own box) at 4 ticks/s.
+The driver (loadtests/ws_driver.py) decodes only a sample of viewers fully; the measurement
+window starts once every viewer has its snapshot. Throw-away database, Redis and servers;
+everything is stopped at the end.
 """
 
 from __future__ import annotations
@@ -28,20 +32,44 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-FRAME = json.dumps(
-    {
-        "type": "delta",
-        "epoch": "e",
-        "seq": 1,
-        "items": [{"topic": "positions", "key": "x" * 36, "data": {"lon": -91.6, "lat": 41.9}, "accepted_at": 0.0}] * 2,
-    }
-)
+ITEM = {
+    "topic": "positions",
+    "key": "0016bbb4-142a-4574-84c7-e894ddd60352",
+    "data": {
+        "id": "0016bbb4-142a-4574-84c7-e894ddd60352",
+        "callsign": "SAR-1151",
+        "lon": -91.60833299999997,
+        "lat": 42.030467,
+        "fix_time": "2026-11-25T21:30:21.734046Z",
+        "accuracy_m": 5.0,
+        "speed_mps": None,
+        "heading_deg": None,
+        "battery_pct": None,
+        "status": "busy",
+        "stale": False,
+        "h3": "892674cde6fffff",
+    },
+    "accepted_at": 1795642222.186543,
+}
+
+
+def raw_frame(size: int) -> str:
+    """A delta frame of about ``size`` bytes made of position items like sitrep's."""
+    one = json.dumps(ITEM, separators=(",", ":"))
+    n = max(1, round((size - 80) / (len(one) + 1)))
+    return json.dumps(
+        {"type": "delta", "epoch": "e", "seq": 1, "sent_at": 0.0, "items": [ITEM] * n}, separators=(",", ":")
+    )
 
 
 # ---- raw ceiling -------------------------------------------------------------------------------
-async def _raw_server(port: int, n: int, seconds: float) -> None:
+HIGH_WATER = 256 * 1024
+
+
+async def _raw_server(port: int, n: int, seconds: float, size: int) -> None:
     from websockets.asyncio.server import broadcast, serve
 
+    frame = raw_frame(size)
     clients: set = set()
     ready = asyncio.Event()
 
@@ -59,43 +87,65 @@ async def _raw_server(port: int, n: int, seconds: float) -> None:
         end = time.time() + seconds
         sent = 0
         while time.time() < end:
-            broadcast(clients, FRAME)
+            broadcast(clients, frame)
             sent += 1
-            await asyncio.sleep(0)  # let the transport write
+            # As fast as every socket keeps up: wait until no socket has a backlog.
+            while any(ws.transport.get_write_buffer_size() > HIGH_WATER for ws in clients) and time.time() < end:  # noqa: ASYNC110
+                await asyncio.sleep(0.001)
+            await asyncio.sleep(0)
         for ws in list(clients):
             await ws.close()
-        print(json.dumps({"broadcasts": sent}), flush=True)
+        print(json.dumps({"broadcasts": sent, "frame_bytes": len(frame)}), flush=True)
 
 
 async def _raw_clients(port: int, n: int, seconds: float) -> None:
-    from websockets.asyncio.client import connect
+    sys.path.insert(0, str(REPO / "loadtests"))
+    from ws_driver import Stats, ViewerProtocol  # type: ignore[import-not-found]
 
-    counts = [0]
+    stats = Stats()
+    stats.window()
     started: list[float] = []
 
-    async def one() -> None:
-        async with connect(f"ws://127.0.0.1:{port}", ping_interval=None, max_size=None) as ws:
-            async for _ in ws:
-                if not started:
-                    started.append(time.time())
-                counts[0] += 1
+    class Counter:
+        sample = False
 
-    tasks = []
+        def __init__(self) -> None:
+            self.stats = stats
+
+        def on_open(self, proto: object) -> None:
+            pass
+
+        def on_message_head(self, head: bytes, nbytes: int) -> None:
+            if not started:
+                started.append(time.time())
+            stats.frames += 1
+
+    loop = asyncio.get_running_loop()
+    protos = []
+    request = (
+        f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
     for i in range(n):
-        tasks.append(asyncio.create_task(one()))
+        proto = ViewerProtocol(Counter(), request)  # type: ignore[arg-type]
+        await loop.create_connection(lambda p=proto: p, "127.0.0.1", port)
+        protos.append(proto)
         if i % 100 == 99:
             await asyncio.sleep(0.05)
-    await asyncio.wait(tasks, timeout=seconds + 60)
+    await asyncio.wait([p.done for p in protos], timeout=seconds + 60)
     elapsed = time.time() - started[0] if started else 1
-    print(json.dumps({"frames": counts[0], "elapsed": elapsed}), flush=True)
+    print(json.dumps({"frames": stats.frames, "elapsed": elapsed}), flush=True)
 
 
-def raw_ceiling(n: int, seconds: float) -> float:
+def raw_ceiling(n: int, seconds: float, size: int) -> tuple[float, int]:
+    """(frames/s delivered, frame bytes) for a broadcast of ``size``-byte frames to ``n`` sockets."""
     from tests.conftest import free_port
 
     port = free_port()
     srv = subprocess.Popen(
-        [sys.executable, __file__, "--raw-server", str(port), str(n), str(seconds)], stdout=subprocess.PIPE, text=True
+        [sys.executable, __file__, "--raw-server", str(port), str(n), str(seconds), str(size)],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     time.sleep(1.0)
     cli = subprocess.run(
@@ -104,9 +154,10 @@ def raw_ceiling(n: int, seconds: float) -> float:
         text=True,
         timeout=seconds + 150,
     )
-    srv.wait(30)
+    out, _ = srv.communicate(timeout=30)
     got = json.loads(cli.stdout.strip().splitlines()[-1])
-    return float(got["frames"]) / max(got["elapsed"], 1e-3)
+    frame_bytes = json.loads(out.strip().splitlines()[-1])["frame_bytes"]
+    return float(got["frames"]) / max(got["elapsed"], 1e-3), frame_bytes
 
 
 # ---- sitrep ------------------------------------------------------------------------------------
@@ -125,47 +176,53 @@ def _cpu_seconds(pid: int) -> float:
 
 
 async def _ingest(url: str, token: str, devices: list[dict[str, str]], rate: int, seconds: float) -> int:
+    """Offer ``rate`` fixes/s for ``seconds``: small coordinator batches (``per_post`` fixes) sent at an
+    even pace, each responder in turn, so fixes arrive steadily rather than in one burst a second."""
     import httpx
 
-    per_post = 100
+    per_post = 20
     failures: list[str] = []
     posts_per_s = max(1, rate // per_post)
-    sent = 0
+    interval = 1.0 / posts_per_s
     state = {d["responder_id"]: [float(d["lon"]), float(d["lat"])] for d in devices}
     ids = list(state)
-    async with httpx.AsyncClient(base_url=url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as c:
-        end = time.time() + seconds
-        tick = 0
-        while time.time() < end:
-            t0 = time.time()
-            batch_jobs = []
-            for _ in range(posts_per_s):
-                items = []
-                for _ in range(per_post):
-                    rid = ids[tick % len(ids)]
-                    tick += 1
-                    pos = state[rid]
-                    pos[0] += 0.0001
-                    items.append(
-                        {
-                            "responder_id": rid,
-                            "fix_time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-                            "lon": pos[0],
-                            "lat": pos[1],
-                            "accuracy_m": 5.0,
-                        }
-                    )
-                batch_jobs.append(c.post("/v1/positions", json=items))
-                await asyncio.sleep(1.0 / posts_per_s / 2)
-            for r in await asyncio.gather(*batch_jobs, return_exceptions=True):
-                if not isinstance(r, BaseException) and r.status_code == 200:
-                    sent += per_post
-                else:
-                    failures.append(repr(r) if isinstance(r, BaseException) else f"{r.status_code} {r.text[:200]}")
-            await asyncio.sleep(max(0.0, 1.0 - (time.time() - t0)))
+    ok = [0]
+    in_flight: set[asyncio.Task[None]] = set()
+
+    async def post(c: httpx.AsyncClient, items: list[dict[str, object]]) -> None:
+        try:
+            r = await c.post("/v1/positions", json=items)
+            if r.status_code == 200:
+                ok[0] += len(items)
+            else:
+                failures.append(f"{r.status_code} {r.text[:200]}")
+        except httpx.HTTPError as exc:
+            failures.append(repr(exc))
+
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(
+        base_url=url, timeout=30, limits=limits, headers={"Authorization": f"Bearer {token}"}
+    ) as c:
+        start = time.monotonic()
+        n = 0
+        while (due := start + n * interval) < start + seconds:
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+            items: list[dict[str, object]] = []
+            for k in range(per_post):
+                rid = ids[(n * per_post + k) % len(ids)]
+                pos = state[rid]
+                pos[0] += 0.0001
+                items.append({"responder_id": rid, "fix_time": now, "lon": pos[0], "lat": pos[1], "accuracy_m": 5.0})
+            task = asyncio.create_task(post(c, items))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+            n += 1
+        if in_flight:
+            await asyncio.wait(in_flight, timeout=30)
     if failures:
         print(f"  ingest: {len(failures)} posts failed, e.g. {failures[0]}", flush=True)
-    return sent
+    return ok[0]
 
 
 async def _login(url: str, user: str) -> str:
@@ -188,7 +245,7 @@ def sitrep_phase(server, devices, viewers: int, area: str, rate_hz: float, fixes
             "--viewers",
             str(viewers),
             "--duration",
-            str(seconds + 8),
+            str(seconds),
             "--area",
             area,
             "--rate",
@@ -199,15 +256,29 @@ def sitrep_phase(server, devices, viewers: int, area: str, rate_hz: float, fixes
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(min(8.0, 2 + viewers / 400))  # sockets connect and take their snapshots
+    assert driver.stdout is not None
+    driver.stdout.readline()  # {"ready": n}: every viewer has its snapshot (or the connect timeout passed)
     cpu0, t0 = _cpu_seconds(server.proc.pid), time.time()
     sent = asyncio.run(_ingest(server.url, token, devices, fixes_per_s, seconds))
     cpu = (_cpu_seconds(server.proc.pid) - cpu0) / (time.time() - t0)
-    out, err = driver.communicate(timeout=seconds + 120)
+    out, err = driver.communicate(timeout=seconds + 180)
     result = json.loads(out.strip().splitlines()[-1]) if out.strip() else {"error": err[-2000:]}
     result["fixes_per_s"] = round(sent / seconds)
     result["server_cpu_cores"] = round(cpu, 2)
     return result
+
+
+def _line(label: str, r: dict, raw: float | None = None) -> str:  # type: ignore[type-arg]
+    lat = r.get("latency_ms", {})
+    ratio = f" ({r.get('frames_per_s', 0) / raw:.1%} of raw)" if raw else ""
+    return (
+        f"  {label}: {r.get('connected')}/{r.get('viewers')} viewers ready in {r.get('setup_s')} s, "
+        f"{r.get('fixes_per_s')} fixes/s: {r.get('frames_per_s')} frames/s{ratio} of {r.get('expected_frames_per_s')} "
+        f"asked, {r.get('mb_per_s')} MB/s ({r.get('bytes_per_frame')} B, ~{r.get('items_per_frame')} items per frame), "
+        f"latency p50 {lat.get('p50')} ms p95 {lat.get('p95')} ms p99 {lat.get('p99')} ms, drops {r.get('drops')}, "
+        f"closes {r.get('closes')}, errors {r.get('errors')}, server CPU {r.get('server_cpu_cores')} cores, "
+        f"driver CPU {r.get('driver_cpu_cores')} cores ({r.get('procs')} procs)"
+    )
 
 
 def main() -> None:
@@ -215,7 +286,10 @@ def main() -> None:
         import uvloop
 
         port, n, seconds = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-        uvloop.run((_raw_server if sys.argv[1] == "--raw-server" else _raw_clients)(port, n, seconds))
+        if sys.argv[1] == "--raw-server":
+            uvloop.run(_raw_server(port, n, seconds, int(sys.argv[5])))
+        else:
+            uvloop.run(_raw_clients(port, n, seconds))
         return
     p = argparse.ArgumentParser()
     p.add_argument("--viewers", type=int, default=1000)
@@ -223,15 +297,12 @@ def main() -> None:
     p.add_argument("--responders", type=int, default=2000)
     p.add_argument("--duration", type=float, default=15)
     p.add_argument("--city-viewers", type=int, default=5000)
+    p.add_argument("--city-rate", type=int, default=0, help="fixes/s during the city phase (default: --rate)")
     args = p.parse_args()
 
     from tests.conftest import create_database, drop_database, run_cli, sitrep_env, start_redis, start_server
 
     started = time.time()
-    print(f"raw ceiling: websockets.broadcast to {args.viewers} sockets ...", flush=True)
-    raw = raw_ceiling(args.viewers, 8)
-    print(f"  raw broadcast: {raw:,.0f} frames/s delivered to {args.viewers} sockets", flush=True)
-
     tmp = Path(tempfile.mkdtemp(prefix="sitrep-bench-stream-"))
     name = f"sitrep_bench_stream_{os.getpid()}"
     redis = start_redis(tmp / "redis")
@@ -246,24 +317,19 @@ def main() -> None:
         print(f"setup {time.time() - started:.0f}s; sitrep with 2 workers", flush=True)
 
         whole = sitrep_phase(server, devices, args.viewers, "whole", 10, args.rate, args.duration)
-        lat = whole.get("latency_ms", {})
+        size = int(whole.get("bytes_per_frame") or 0) or len(raw_frame(380 * args.rate // 10))
+        print(f"raw ceiling: websockets.broadcast of {size:,}-byte frames to {args.viewers} sockets ...", flush=True)
+        raw, raw_bytes = raw_ceiling(args.viewers, 8, size)
         print(
-            f"  whole map: {args.viewers} viewers, {whole.get('fixes_per_s')} fixes/s: {whole.get('frames_per_s')} frames/s "
-            f"({whole.get('frames_per_s', 0) / raw:.1%} of raw), latency p50 {lat.get('p50')} ms p95 {lat.get('p95')} ms "
-            f"p99 {lat.get('p99')} ms, drops {whole.get('drops')}, closes {whole.get('closes')}, server CPU "
-            f"{whole.get('server_cpu_cores')} cores",
+            f"  raw broadcast: {raw:,.0f} frames/s ({raw * raw_bytes / 1e6:,.0f} MB/s) delivered to {args.viewers} "
+            f"sockets, {raw_bytes:,}-byte frames",
             flush=True,
         )
-        city = sitrep_phase(server, devices, args.city_viewers, "city", 4, args.rate, args.duration)
-        lat = city.get("latency_ms", {})
-        print(
-            f"  city areas @4 Hz: {args.city_viewers} viewers requested, {city.get('connected')} connected: "
-            f"{city.get('frames_per_s')} frames/s, latency p50 {lat.get('p50')} ms p95 {lat.get('p95')} ms "
-            f"p99 {lat.get('p99')} ms, drops {city.get('drops')}, closes {city.get('closes')}, server CPU "
-            f"{city.get('server_cpu_cores')} cores",
-            flush=True,
-        )
-        print(json.dumps({"raw_frames_per_s": round(raw), "whole": whole, "city": city}))
+        print(_line("whole map", whole, raw), flush=True)
+        city_rate = args.city_rate or args.rate
+        city = sitrep_phase(server, devices, args.city_viewers, "city", 4, city_rate, args.duration)
+        print(_line("city areas @4 Hz", city), flush=True)
+        print(json.dumps({"raw_frames_per_s": round(raw), "raw_frame_bytes": raw_bytes, "whole": whole, "city": city}))
     finally:
         if server is not None:
             server.stop()

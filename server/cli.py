@@ -36,6 +36,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    _raise_open_files()
     uvicorn.run(
         "server.app:create_app",
         factory=True,
@@ -44,13 +45,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=workers,
         loop="uvloop",
         http="httptools",
-        ws="websockets",
+        ws="websockets-sansio",
+        backlog=4096,
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=10,
         proxy_headers=False,
     )
     return 0
+
+
+def _raise_open_files() -> None:
+    """Every stream viewer holds a socket: lift the soft open-file limit to the hard one (workers
+    inherit it), so thousands of viewers do not hit the usual 1024."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass
 
 
 async def _migrate(settings_url: str, retention: int, ahead: int) -> list[str]:

@@ -19,6 +19,39 @@ from .viewer import Frame, ViewerSub
 
 GroupKey = tuple[Any, ...]
 
+SNAPSHOT_SHARE_S = 1.0
+"""How long after it is read a group's snapshot is handed to more joining viewers."""
+
+
+class SnapshotShare:
+    """One snapshot read for a group at ``(epoch, seq)``, shared by every viewer that joins while it
+    is read or within :data:`SNAPSHOT_SHARE_S` after: they all get it, then the group's frames
+    flushed since (recorded here), then their own held frames. A reconnect storm costs one query
+    and one encoding per group, not one per viewer."""
+
+    __slots__ = ("body", "epoch", "expires", "frames", "future", "seq", "truncated")
+
+    def __init__(self, epoch: str, seq: int, future: asyncio.Future[tuple[list[bytes], bool]]) -> None:
+        self.epoch = epoch
+        self.seq = seq
+        self.future = future
+        self.frames: list[Frame] = []
+        self.expires = float("inf")
+        self.body: str | None = None
+        self.truncated = False
+
+    def usable(self, epoch: str) -> bool:
+        return self.epoch == epoch and time.monotonic() < self.expires
+
+    async def result(self) -> tuple[str, bool]:
+        """The joined items (encoded once) and whether the snapshot was truncated."""
+        items, truncated = await asyncio.shield(self.future)
+        if self.body is None:
+            self.body = b",".join(items).decode()
+            self.truncated = truncated
+            self.expires = time.monotonic() + SNAPSHOT_SHARE_S
+        return self.body, self.truncated
+
 
 def group_key(topics: frozenset[str], area: Area, rate_hz: float, scope: Scope) -> GroupKey:
     return (tuple(sorted(topics)), area.key(), round(rate_hz, 3), scope.key())
@@ -48,6 +81,7 @@ class Group:
         self._pending_seq = 0
         self._last_flush = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self.share: SnapshotShare | None = None
 
     def matches(self, item: Item) -> bool:
         return (
@@ -67,9 +101,17 @@ class Group:
             if self.matches(item):
                 pending[(item.topic, item.key)] = item.json
                 taken = True
-        if not taken:
-            return
-        self._pending_seq = batch.seq
+        if taken:
+            self.taken(batch.seq)
+
+    def offer_pairs(self, seq: int, pairs: Any) -> None:
+        """Take pre-matched ``((topic, key), json)`` pairs (see :mod:`.router`)."""
+        self._pending.update(pairs)
+        self.taken(seq)
+
+    def taken(self, seq: int) -> None:
+        """Something new is pending as of batch ``seq``: flush now or when the rate allows."""
+        self._pending_seq = seq
         if self._timer is not None:
             return
         wait = self._last_flush + self.interval - time.monotonic()
@@ -88,6 +130,12 @@ class Group:
         frame = Frame("delta", self._pending_seq, delta_frame(self._epoch(), self._pending_seq, items))
         for sub in list(self.members):
             sub.deliver(frame)
+        share = self.share
+        if share is not None:
+            if time.monotonic() < share.expires:
+                share.frames.append(frame)
+            else:
+                self.share = None
         if self._on_frames is not None:
             self._on_frames(len(self.members))
 
@@ -102,3 +150,4 @@ class Group:
             self._timer.cancel()
             self._timer = None
         self._pending = {}
+        self.share = None

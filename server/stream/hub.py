@@ -28,10 +28,11 @@ from ..security import Principal
 from . import metrics as m
 from . import snapshot
 from .area import Area
-from .groups import Group, GroupKey, group_key
+from .groups import Group, GroupKey, SnapshotShare, group_key
 from .history import History, parse_message
 from .protocol import Ping, Resume, StreamError, Subscribe, Unsubscribe
 from .protocol import parse_message as parse_client
+from .router import Router
 from .scope import check_topics, scope_for
 from .ticks import Batch, Coalescer, decode_batch, encode_batch, message
 from .viewer import CLOSE_RESTART, Frame, Viewer, ViewerSub
@@ -55,12 +56,13 @@ class StreamHub:
         self.viewers: set[Viewer] = set()
         self.groups: dict[GroupKey, Group] = {}
         self._coalescer = Coalescer()
+        self._router = Router()
+        self._groups_version = 0
         self._pending = asyncio.Event()
         self._lost = False
         self._tasks: list[asyncio.Task[None]] = []
         self._received: deque[tuple[float, int]] = deque()
         self._unsubscribe_bus: Any = None
-        self._snapshots: dict[tuple[Any, ...], asyncio.Future[tuple[str, bool]]] = {}
         self.stopping = False
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -209,8 +211,7 @@ class StreamHub:
         self.last_seq = max(self.last_seq, batch.seq)
         self._received.append((batch.t, batch.seq))
         m.BATCHES_RECEIVED.inc()
-        for group in list(self.groups.values()):
-            group.offer(batch)
+        self._router.deliver(batch, list(self.groups.values()), self._groups_version)
 
     def _new_epoch(self, epoch: str, seq: int) -> None:
         """History may have been lost: every viewer gets a fresh snapshot marked ``reset``."""
@@ -338,6 +339,7 @@ class StreamHub:
         if group is None:
             group = Group(key, topics, area, rate, viewer.scope, lambda: self.epoch, self._frames_sent)
             self.groups[key] = group
+            self._groups_version += 1
         return group
 
     def _remove_sub(self, viewer: Viewer, sub_id: str) -> None:
@@ -349,6 +351,7 @@ class StreamHub:
         if not group.members:
             group.close()
             self.groups.pop(group.key, None)
+            self._groups_version += 1
 
     async def _replay(self, viewer: Viewer, vsub: ViewerSub, epoch: str, from_seq: int) -> bool:
         """Send what the subscription missed since ``from_seq``; False when a snapshot is needed."""
@@ -397,12 +400,17 @@ class StreamHub:
             m.RESUMES.labels(outcome).inc()
 
     async def _send_snapshot(self, viewer: Viewer, vsub: ViewerSub, *, reset: bool) -> None:
-        seq, epoch = self.last_seq, self.epoch
         group = vsub.group
+        share = group.share
+        if share is None or not share.usable(self.epoch):
+            share = SnapshotShare(self.epoch, self.last_seq, asyncio.ensure_future(self._load_snapshot(group)))
+            group.share = share
         try:
-            items, truncated = await self._snapshot_items(group, epoch, seq)
+            body, truncated = await share.result()
         except Exception:
             log.exception("stream snapshot failed")
+            if group.share is share:
+                group.share = None
             self._remove_sub(viewer, vsub.id)
             viewer.put(
                 Frame(
@@ -414,20 +422,15 @@ class StreamHub:
                 )
             )
             return
-        text = snapshot.snapshot_message(vsub.id, epoch, seq, items, reset=reset, truncated=truncated)
-        viewer.put(Frame("snapshot", seq, text))
+        text = snapshot.snapshot_message(vsub.id, share.epoch, share.seq, body, reset=reset, truncated=truncated)
+        viewer.put(Frame("snapshot", share.seq, text))
+        # Frames the group flushed since the snapshot's position but before this viewer joined
+        # (those after are in its held list already).
+        held = {id(f) for f in vsub.held}
+        for frame in list(share.frames):
+            if id(frame) not in held:
+                viewer.put(frame)
         vsub.release()
-
-    async def _snapshot_items(self, group: Group, epoch: str, seq: int) -> tuple[str, bool]:
-        """One query per group and stream position: viewers of a group that join together (a
-        reconnect storm after a restart) share the query and the encoding."""
-        key = (group.key, epoch, seq)
-        pending = self._snapshots.get(key)
-        if pending is None:
-            pending = asyncio.ensure_future(self._load_snapshot(group))
-            self._snapshots[key] = pending
-            pending.add_done_callback(lambda _: self._snapshots.pop(key, None))
-        return await asyncio.shield(pending)
 
     async def _load_snapshot(self, group: Group) -> tuple[list[bytes], bool]:
         async with self.runtime.pool.acquire() as conn:

@@ -8,18 +8,30 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from geo.h3index import cell_to_str
-
 from ..hazards.repository import HAZARD_COLS, hazard_change
 from ..incidents.repository import INCIDENT_COLS
 from ..incidents.scope import to_incident
 from .area import Area
 from .scope import Scope
 
+# Positions are the bulk of a snapshot (one row per responder, for every joining viewer), so
+# PostgreSQL builds each item's JSON (compact, as row_to_json writes it), in the shape the positions area publishes as deltas (fix_time
+# as Python's isoformat: microseconds only when non-zero); Python only filters and joins.
 POSITIONS_SQL = """
-SELECT lp.responder_id, r.callsign, r.status, r.team_id, ST_X(lp.geom) AS lon, ST_Y(lp.geom) AS lat,
-       lp.fix_time, extract(epoch FROM lp.received_at)::float8 AS accepted_at, lp.accuracy_m,
-       lp.speed_mps, lp.heading_deg, lp.battery_pct, lp.stale, lp.h3
+SELECT ST_X(lp.geom) AS lon, ST_Y(lp.geom) AS lat, (
+  SELECT row_to_json(i)::text FROM (
+    SELECT 'positions' AS topic, lp.responder_id AS key, (
+      SELECT row_to_json(d) FROM (
+        SELECT lp.responder_id AS id, r.callsign, ST_X(lp.geom) AS lon, ST_Y(lp.geom) AS lat,
+               to_char(lp.fix_time AT TIME ZONE 'UTC',
+                 CASE WHEN extract(microseconds FROM lp.fix_time)::bigint % 1000000 = 0
+                      THEN 'YYYY-MM-DD"T"HH24:MI:SS"Z"' ELSE 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"' END) AS fix_time,
+               lp.accuracy_m, lp.speed_mps, lp.heading_deg, lp.battery_pct, r.status, lp.stale,
+               to_hex(lp.h3) AS h3
+      ) d
+    ) AS data, extract(epoch FROM lp.received_at)::float8 AS accepted_at
+  ) i
+) AS item
 FROM latest_positions lp JOIN responders r ON r.id = lp.responder_id
 WHERE ($1::float8 IS NULL OR lp.geom && ST_MakeEnvelope($1, $2, $3, $4, 4326))
   AND ($5::boolean OR r.team_id = $6::uuid OR r.id = $7::uuid)
@@ -88,25 +100,11 @@ async def load(
     if "positions" in topics and scope.kind != "public":
         rows = await conn.fetch(POSITIONS_SQL, *box, everyone, team, rsp, limit)
         truncated |= len(rows) >= limit
+        exact = area.cells is not None  # a bbox is exact in SQL already
         for r in rows:
-            if not area.contains_point(r["lon"], r["lat"]):
+            if exact and not area.contains_point(r["lon"], r["lat"]):
                 continue
-            rid = str(r["responder_id"])
-            data = {
-                "id": rid,
-                "callsign": r["callsign"],
-                "lon": r["lon"],
-                "lat": r["lat"],
-                "fix_time": _iso(r["fix_time"]),
-                "accuracy_m": r["accuracy_m"],
-                "speed_mps": r["speed_mps"],
-                "heading_deg": r["heading_deg"],
-                "battery_pct": r["battery_pct"],
-                "status": r["status"],
-                "stale": r["stale"],
-                "h3": cell_to_str(r["h3"]),
-            }
-            items.append(_item("positions", rid, data, r["accepted_at"]))
+            items.append(r["item"].encode())
     if "incidents" in topics and scope.kind != "public":
         rows = await conn.fetch(INCIDENTS_SQL, *box, everyone, team, rsp, limit)
         truncated |= len(rows) >= limit
@@ -157,7 +155,9 @@ def _headline(content: Any) -> str | None:
     return content.get("headline") if isinstance(content.get("headline"), str) else None
 
 
-def snapshot_message(sub_id: str, epoch: str, seq: int, items: list[bytes], *, reset: bool, truncated: bool) -> str:
+def snapshot_message(
+    sub_id: str, epoch: str, seq: int, items: list[bytes] | str, *, reset: bool, truncated: bool
+) -> str:
     head = (
         f'{{"type":"snapshot","id":{_enc.encode(sub_id).decode()},"epoch":"{epoch}","seq":{seq},'
         f'"reset":{"true" if reset else "false"},"truncated":{"true" if truncated else "false"},"items":['

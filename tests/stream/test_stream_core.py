@@ -166,3 +166,42 @@ async def test_viewer_queue_is_bounded_and_drops_with_4008() -> None:
     with pytest.raises(ViewerClosed) as info:
         await viewer.next_frames()
     assert info.value.code == CLOSE_TOO_SLOW and "too slow" in info.value.reason
+
+
+async def test_router_gives_many_box_groups_exactly_what_asking_each_group_gives() -> None:
+    from server.stream.router import MIN_GROUPS, Router
+
+    scope = Scope("all")
+    rng = __import__("random").Random(7)
+
+    def groups() -> list[Group]:
+        out = []
+        for i in range(MIN_GROUPS * 3):
+            lon, lat = CITY[0] + rng.uniform(-0.05, 0.05), CITY[1] + rng.uniform(-0.04, 0.04)
+            topics = frozenset({"positions"} if i % 3 else {"positions", "incidents"})
+            area = Area(bbox=(lon - 0.03, lat - 0.02, lon + 0.03, lat + 0.02)) if i % 5 else Area()
+            g = Group(group_key(topics, area, 1, scope), topics, area, 1, scope, lambda: "ep")
+            g._last_flush = 1e18  # hold everything pending so it can be compared
+            out.append(g)
+        return out
+
+    changes = [
+        change(f"p{i}", CITY[0] + rng.uniform(-0.08, 0.08), CITY[1] + rng.uniform(-0.06, 0.06), v=i) for i in range(200)
+    ]
+    changes += [change("inc", CITY[0], CITY[1], topic="incidents"), change("hz", topic="hazards")]
+    changes += [
+        Change(topic="incidents", key="nowhere", data={}),
+        Change(topic="positions", key="box", data={}, bbox=(-92.0, 41.9, -91.6, 42.0)),
+    ]  # type: ignore[arg-type]
+    batch = decode_batch("ep", 5, encode_batch(changes, "w"))
+    rng.seed(1)
+    plain = groups()
+    rng.seed(1)
+    routed = groups()
+    for g in plain:
+        g.offer(batch)
+    Router().deliver(batch, routed, 1)
+    assert [g._pending for g in routed] == [g._pending for g in plain]
+    assert sum(len(g._pending) for g in plain) > 500
+    for g in plain + routed:
+        g.close()
