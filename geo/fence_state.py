@@ -60,6 +60,8 @@ class _Entry:
     slot: int
     cover: PolygonCover
     outer: BaseGeometry | None
+    edges: dict[bool, BaseGeometry] = field(default_factory=dict)
+    """Prepared boundaries (``False``: the fence, ``True``: the hysteresis buffer), made on first use."""
 
 
 @dataclass(slots=True)
@@ -75,3 +77,5 @@ class _Probe:
     seq: int | None
     late: bool
     reason: Reason
+    index: int = -1
+    """Position of the fix in its evaluation batch (-1 for fence changes): keys precomputed tests."""

@@ -41,7 +41,7 @@ from shapely.geometry.base import BaseGeometry
 from geo.cover import CoverIndex, PolygonCover
 from geo.fence_model import DETECTS, Fence, FenceEvent, Fix, Reason, VisitState, rfc3339, to_tile38, visit_group
 from geo.fence_state import INSIDE, OUTSIDE, PENDING, EngineStats, _Entry, _Probe, _Responder, _Visit
-from geo.geodesy import buffer_geometry_m, distance_to_boundary_m
+from geo.geodesy import buffer_geometry_m, distance_to_boundary_m, metres_per_degree
 
 __all__ = ["DETECTS", "EngineStats", "Fence", "FenceEngine", "FenceEvent", "Fix", "VisitState", "rfc3339", "to_tile38"]
 
@@ -65,6 +65,7 @@ class FenceEngine:
         self._counter = 0
         self._late: list[Fix] = []
         self._evaluated: set[str] = set()
+        self._near: dict[tuple[int, int], bool] = {}
 
     # ------------------------------------------------------------------ fences
     def fences(self) -> list[Fence]:
@@ -339,6 +340,7 @@ class FenceEngine:
         lons = np.fromiter((f.lon for f, _ in accepted), dtype=np.float64, count=n)
         lats = np.fromiter((f.lat for f, _ in accepted), dtype=np.float64, count=n)
         inside_by_fix = self._inside_pairs(lons, lats)
+        self._near = self._near_edges(accepted, inside_by_fix, lons, lats)
 
         events: list[FenceEvent] = []
         for i, (fix, arrived_late) in enumerate(accepted):
@@ -352,7 +354,7 @@ class FenceEngine:
             self.stats.candidate_pairs += len(relevant) - len(inside_slots)
             probe = _Probe(
                 fix.responder_id, fix.team_id, fix.fix_time, fix.lon, fix.lat, fix.accuracy_m, fix.seq,
-                arrived_late, "fix",
+                arrived_late, "fix", i,
             )  # fmt: skip
             for fid in sorted(relevant):
                 entry = self._fences.get(fid)
@@ -362,8 +364,56 @@ class FenceEngine:
                 self._step(entry, resp, probe, entry.slot in inside_slots, None, now, events, per_fix=True)
             resp.team_id, resp.lon, resp.lat = fix.team_id, fix.lon, fix.lat
             resp.fix_time, resp.accuracy_m, resp.seq = fix.fix_time, fix.accuracy_m, fix.seq
+        self._near = {}
         self.stats.events += len(events)
         return events
+
+    def _near_edges(
+        self,
+        accepted: list[tuple[Fix, bool]],
+        inside_by_fix: dict[int, set[int]],
+        lons: np.ndarray[Any, Any],
+        lats: np.ndarray[Any, Any],
+    ) -> dict[tuple[int, int], bool]:
+        """``(fix index, slot) -> accuracy circle may reach the fence boundary`` for the fixes that
+        would enter a fence (inside it, no open visit), in one vectorised ``dwithin`` on prepared
+        boundaries; :meth:`_uncertain` then runs the metric test only where this says True."""
+        idx: list[int] = []
+        slots: list[int] = []
+        responders, slot_fence = self._responders, self._slot_fence
+        for i, inside in inside_by_fix.items():
+            fix = accepted[i][0]
+            acc = fix.accuracy_m
+            if acc is None or not acc > 0:
+                continue
+            resp = responders.get(fix.responder_id)
+            for slot in inside:
+                visit = resp.visits.get(slot_fence[slot]) if resp is not None else None
+                if visit is None or visit.state == OUTSIDE:
+                    idx.append(i)
+                    slots.append(slot)
+        if not idx:
+            return {}
+        at = np.asarray(idx, dtype=np.int64)
+        accs = np.fromiter((accepted[i][0].accuracy_m or 0.0 for i in idx), dtype=np.float64, count=len(idx))
+        phi = np.radians(lats[at])
+        m_lat = 111_132.92 - 559.82 * np.cos(2 * phi) + 1.175 * np.cos(4 * phi)
+        m_lon = np.maximum(111_412.84 * np.cos(phi) - 93.5 * np.cos(3 * phi) + 0.118 * np.cos(5 * phi), 1e-3)
+        pad_deg = accs / np.minimum(m_lon, m_lat)  # the widest the circle can be in degrees
+        edges = np.empty(len(slots), dtype=object)
+        edges[:] = [self._edge(self._fences[slot_fence[s]], False) for s in slots]
+        near = shapely.dwithin(edges, shapely.points(lons[at], lats[at]), pad_deg)
+        return dict(zip(zip(idx, slots, strict=True), near.tolist(), strict=True))
+
+    @staticmethod
+    def _edge(entry: _Entry, outer: bool) -> BaseGeometry:
+        """Prepared boundary of the fence (or of its hysteresis buffer when ``outer``), cached."""
+        edge = entry.edges.get(outer)
+        if edge is None:
+            geom = entry.outer if outer and entry.outer is not None else entry.fence.geometry
+            edge = entry.edges[outer] = geom.boundary
+            shapely.prepare(edge)
+        return edge
 
     def _inside_pairs(self, lons: np.ndarray[Any, Any], lats: np.ndarray[Any, Any]) -> dict[int, set[int]]:
         """Fix index -> slots whose fence contains the fix (prefilter + exact test on boundary cells)."""
@@ -412,9 +462,21 @@ class FenceEngine:
         self.stats.events += len(events)
         return events
 
-    def _uncertain(self, geom: BaseGeometry, probe: _Probe) -> bool:
+    def _uncertain(self, entry: _Entry, outer: bool, probe: _Probe) -> bool:
+        """Whether the fix's accuracy circle reaches the boundary (of the hysteresis buffer when
+        ``outer``). A prepared ``dwithin`` on the cached boundary, with the radius in degrees taken
+        at its widest (so it never says "far" wrongly), settles most fixes before the metric test."""
         acc = probe.accuracy_m
         if acc is None or not acc > 0:
+            return False
+        geom: BaseGeometry = entry.outer if outer and entry.outer is not None else entry.fence.geometry
+        near = None if outer or probe.index < 0 else self._near.get((probe.index, entry.slot))
+        if near is None:
+            m_lon, m_lat = metres_per_degree(probe.lat)
+            near = bool(
+                shapely.dwithin(self._edge(entry, outer), shapely.Point(probe.lon, probe.lat), acc / min(m_lon, m_lat))
+            )
+        if not near:
             return False
         return distance_to_boundary_m(geom, probe.lon, probe.lat, acc) < acc
 
@@ -451,8 +513,7 @@ class FenceEngine:
                     self._emit(events, "inside", entry, probe, now, visit.group)
                 visit.last_fix_time = probe.fix_time
                 return
-            edge = entry.outer if entry.outer is not None else fence.geometry
-            if applicable and self._uncertain(edge, probe):
+            if applicable and self._uncertain(entry, True, probe):
                 if state == INSIDE and per_fix:
                     self._emit(events, "inside", entry, probe, now, visit.group, uncertain=True)
                 visit.last_fix_time = probe.fix_time
@@ -467,7 +528,7 @@ class FenceEngine:
             return
         # currently outside (no visit, or an outside visit kept for "outside" events)
         if in_plain and applicable:
-            if self._uncertain(fence.geometry, probe):
+            if self._uncertain(entry, False, probe):
                 if visit is not None and per_fix:
                     self._emit(events, "outside", entry, probe, now, visit.group, uncertain=True)
                 return
