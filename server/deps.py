@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 from typing import Any
 
 import msgspec
@@ -52,3 +53,28 @@ def check_limit(limit: int, maximum: int = 1000) -> int:
             f"limit must be 1..{maximum}", errors=[{"field": "limit", "message": f"must be 1..{maximum}"}]
         )
     return limit
+
+
+def parse_bbox(raw: str | None, field: str = "bbox") -> tuple[float, float, float, float] | None:
+    """``min_lon,min_lat,max_lon,max_lat`` (WGS84 degrees) from a query parameter; None when absent.
+
+    The one bbox parser of the HTTP API. A box crossing the antimeridian is refused rather than
+    read as the whole world minus the box: ask for the two halves.
+    """
+    if raw is None or raw == "":
+        return None
+    try:
+        parts = tuple(float(p) for p in raw.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 4 or not all(math.isfinite(p) for p in parts):
+        raise InvalidInput(f"invalid {field}", errors=[{"field": field, "message": "min_lon,min_lat,max_lon,max_lat"}])
+    min_lon, min_lat, max_lon, max_lat = parts
+    if not (-180 <= min_lon <= max_lon <= 180 and -90 <= min_lat <= max_lat <= 90):
+        raise InvalidInput(
+            f"invalid {field}",
+            errors=[
+                {"field": field, "message": "coordinates out of range, or min above max (antimeridian: two boxes)"}
+            ],
+        )
+    return (min_lon, min_lat, max_lon, max_lat)

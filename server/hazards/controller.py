@@ -10,8 +10,8 @@ from typing import Any
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
-from ..deps import check_limit, decode_cursor, encode_cursor, principal_of, runtime_of
-from ..errors import InvalidInput, NotFound
+from ..deps import check_limit, decode_cursor, encode_cursor, parse_bbox, principal_of, runtime_of
+from ..errors import NotFound
 from ..permissions import requires
 from . import geofences as fence_repo
 from . import repository as repo
@@ -28,18 +28,6 @@ from .structs import (
     ResponderHazard,
     ResponderInside,
 )
-
-
-def _bbox(text: str | None) -> tuple[float, float, float, float] | None:
-    if not text:
-        return None
-    try:
-        parts = tuple(float(p) for p in text.split(","))
-    except ValueError:
-        parts = ()
-    if len(parts) != 4 or not (-180 <= parts[0] <= parts[2] <= 180 and -90 <= parts[1] <= parts[3] <= 90):
-        raise InvalidInput("invalid bbox", errors=[{"field": "bbox", "message": "min_lon,min_lat,max_lon,max_lat"}])
-    return parts  # type: ignore[return-value]
 
 
 class HazardController(Controller):
@@ -61,7 +49,7 @@ class HazardController(Controller):
         async with runtime_of(request).pool.acquire() as conn:
             rows = await repo.list_hazards(
                 conn, limit=limit + 1, status=None if status == "all" else status, kind=kind, source=source,
-                bbox=_bbox(bbox), public_only=public_only,
+                bbox=parse_bbox(bbox), public_only=public_only,
                 after=(datetime.fromisoformat(after[0]), uuid.UUID(after[1])) if after else None,
             )  # fmt: skip
         items = [service.to_hazard(r) for r in rows[:limit]]

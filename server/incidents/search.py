@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..deps import decode_cursor, encode_cursor
+from ..deps import decode_cursor, encode_cursor, parse_bbox
 from ..errors import InvalidInput, NotFound
 from . import states
 from .repository import INCIDENT_COLS
@@ -44,18 +44,6 @@ def _csv(value: str | None, allowed: tuple[str, ...], field: str) -> list[str]:
     return items
 
 
-def parse_bbox(value: str) -> tuple[float, float, float, float]:
-    try:
-        parts = [float(p) for p in value.split(",")]
-    except ValueError:
-        parts = []
-    if len(parts) != 4 or not (
-        -180 <= parts[0] <= 180 and -180 <= parts[2] <= 180 and -90 <= parts[1] <= parts[3] <= 90
-    ):
-        raise InvalidInput("invalid bbox", errors=[{"field": "bbox", "message": "min_lon,min_lat,max_lon,max_lat"}])
-    return parts[0], parts[1], parts[2], parts[3]
-
-
 async def list_incidents(work: Work, query: IncidentQuery, *, max_limit: int = 1000) -> IncidentPage:
     if not 1 <= query.limit <= max_limit:
         raise InvalidInput(
@@ -82,7 +70,7 @@ async def list_incidents(work: Work, query: IncidentQuery, *, max_limit: int = 1
         args.append(query.team_id)
         where.append(f"i.team_id = ${len(args)}")
     if query.bbox:
-        args.extend(parse_bbox(query.bbox))
+        args.extend(parse_bbox(query.bbox) or ())
         n = len(args)
         where.append(f"i.geom && ST_MakeEnvelope(${n - 3}, ${n - 2}, ${n - 1}, ${n}, 4326)")
     if query.from_ is not None:

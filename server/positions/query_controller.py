@@ -6,7 +6,6 @@ viewers are refused by the permission table (``responders:read`` / ``positions:r
 
 from __future__ import annotations
 
-import math
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -18,7 +17,7 @@ from litestar.params import Parameter
 
 from geo.h3index import cell_center, cell_to_str, resolution, str_to_cell
 
-from ..deps import check_limit, decode_cursor, encode_cursor, principal_of, runtime_of
+from ..deps import check_limit, decode_cursor, encode_cursor, parse_bbox, principal_of, runtime_of
 from ..errors import Forbidden, InvalidInput, NotFound
 from ..permissions import requires
 from ..security import Principal
@@ -80,21 +79,6 @@ class HexBins(msgspec.Struct, kw_only=True):
 
 def _bad(field: str, message: str) -> InvalidInput:
     return InvalidInput(f"invalid {field}", errors=[{"field": field, "message": message}])
-
-
-def parse_bbox(raw: str | None) -> tuple[float, float, float, float] | None:
-    if raw is None:
-        return None
-    try:
-        parts = tuple(float(p) for p in raw.split(","))
-    except ValueError as exc:
-        raise _bad("bbox", "minlon,minlat,maxlon,maxlat") from exc
-    if len(parts) != 4 or not all(math.isfinite(p) for p in parts):
-        raise _bad("bbox", "minlon,minlat,maxlon,maxlat")
-    min_lon, min_lat, max_lon, max_lat = parts
-    if not (-180 <= min_lon < max_lon <= 180 and -90 <= min_lat < max_lat <= 90):
-        raise _bad("bbox", "coordinates out of range or inverted")
-    return (min_lon, min_lat, max_lon, max_lat)
 
 
 def parse_cells(raw: str | None) -> dict[int, list[int]] | None:
