@@ -258,14 +258,26 @@ def sitrep_phase(server, devices, viewers: int, area: str, rate_hz: float, fixes
     )
     assert driver.stdout is not None
     driver.stdout.readline()  # {"ready": n}: every viewer has its snapshot (or the connect timeout passed)
+    workers0 = _workers(server.proc.pid)
     cpu0, t0 = _cpu_seconds(server.proc.pid), time.time()
     sent = asyncio.run(_ingest(server.url, token, devices, fixes_per_s, seconds))
     cpu = (_cpu_seconds(server.proc.pid) - cpu0) / (time.time() - t0)
-    out, err = driver.communicate(timeout=seconds + 180)
+    out, err = driver.communicate(timeout=seconds + 200)
+    restarted = len(workers0 - _workers(server.proc.pid))
     result = json.loads(out.strip().splitlines()[-1]) if out.strip() else {"error": err[-2000:]}
     result["fixes_per_s"] = round(sent / seconds)
     result["server_cpu_cores"] = round(cpu, 2)
+    result["worker_restarts"] = restarted
     return result
+
+
+def _workers(pid: int) -> set[int]:
+    import psutil
+
+    try:
+        return {p.pid for p in psutil.Process(pid).children(recursive=True)}
+    except psutil.Error:
+        return set()
 
 
 def _line(label: str, r: dict, raw: float | None = None) -> str:  # type: ignore[type-arg]
@@ -275,9 +287,11 @@ def _line(label: str, r: dict, raw: float | None = None) -> str:  # type: ignore
         f"  {label}: {r.get('connected')}/{r.get('viewers')} viewers ready in {r.get('setup_s')} s, "
         f"{r.get('fixes_per_s')} fixes/s: {r.get('frames_per_s')} frames/s{ratio} of {r.get('expected_frames_per_s')} "
         f"asked, {r.get('mb_per_s')} MB/s ({r.get('bytes_per_frame')} B, ~{r.get('items_per_frame')} items per frame), "
-        f"latency p50 {lat.get('p50')} ms p95 {lat.get('p95')} ms p99 {lat.get('p99')} ms, drops {r.get('drops')}, "
+        f"latency p50 {lat.get('p50')} ms p95 {lat.get('p95')} ms p99 {lat.get('p99')} ms (accepted→sent p95 "
+        f"{r.get('server_part_ms', {}).get('p95')} ms, sent→received p95 {r.get('delivery_part_ms', {}).get('p95')} ms), "
+        f"drops {r.get('drops')}, "
         f"closes {r.get('closes')}, errors {r.get('errors')}, server CPU {r.get('server_cpu_cores')} cores, "
-        f"driver CPU {r.get('driver_cpu_cores')} cores ({r.get('procs')} procs)"
+        f"driver CPU {r.get('driver_cpu_cores')} cores ({r.get('procs')} procs), worker restarts {r.get('worker_restarts')}"
     )
 
 
@@ -326,6 +340,14 @@ def main() -> None:
             flush=True,
         )
         print(_line("whole map", whole, raw), flush=True)
+        per_item = whole.get("bytes_per_frame", 0) / max(whole.get("items_per_frame") or 1, 1)
+        need = args.viewers * whole.get("fixes_per_s", 0) * per_item / 1e6
+        print(
+            f"  what the whole-map target asks: {args.viewers} viewers x {whole.get('fixes_per_s')} items/s x "
+            f"{per_item:.0f} B = {need:,.0f} MB/s of frames, {need / max(raw * raw_bytes / 1e6, 1e-9):.1f}x the raw "
+            "ceiling measured above",
+            flush=True,
+        )
         city_rate = args.city_rate or args.rate
         city = sitrep_phase(server, devices, args.city_viewers, "city", 4, city_rate, args.duration)
         print(_line("city areas @4 Hz", city), flush=True)

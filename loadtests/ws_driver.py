@@ -53,6 +53,7 @@ class _Item(msgspec.Struct):
 
 class _Msg(msgspec.Struct):
     type: str = ""
+    sent_at: float = 0.0
     epoch: str | None = None
     seq: int | None = None
     reset: bool = False
@@ -80,6 +81,11 @@ def area_for(kind: str, rng: random.Random) -> dict[str, Any]:
 class Stats:
     def __init__(self) -> None:
         self.latency_ms: Counter[int] = Counter()
+        self.server_ms: Counter[int] = Counter()
+        """accepted → the frame's ``sent_at`` (ingest, Redis, tick wait: the server pipeline)."""
+        self.delivery_ms: Counter[int] = Counter()
+        """``sent_at`` → received, per frame (fan-out queueing, sockets, this driver)."""
+        self.counting = False
         self.frames = 0
         self.bytes = 0
         self.items = 0
@@ -95,8 +101,11 @@ class Stats:
     def window(self) -> None:
         """Start the measurement window: what came before (snapshots, connecting) is not counted."""
         self.latency_ms.clear()
+        self.server_ms.clear()
+        self.delivery_ms.clear()
         self.frames = self.bytes = self.items = self.sampled_frames = 0
         self.measuring = True
+        self.counting = True
 
 
 class ViewerProtocol(asyncio.Protocol):
@@ -285,7 +294,7 @@ class Viewer:
 
     def _account(self, kind: str, nbytes: int, epoch: str | None, seq: int | None, reset: bool) -> None:
         st = self.stats
-        if kind == "delta":
+        if kind == "delta" and st.counting:
             st.frames += 1
             st.bytes += nbytes
         elif kind == "snapshot":
@@ -323,11 +332,14 @@ class Viewer:
         self._account(m.type, nbytes, m.epoch, m.seq, m.reset)
         if m.type == "delta":
             st = self.stats
-            st.sampled_frames += 1
-            st.items += len(m.items)
-            lat = st.latency_ms
+            if st.counting:
+                st.sampled_frames += 1
+                st.items += len(m.items)
+            lat, srv = st.latency_ms, st.server_ms
             for it in m.items:
                 lat[int((now - it.accepted_at) * 1000)] += 1
+                srv[int((m.sent_at - it.accepted_at) * 1000)] += 1
+            st.delivery_ms[int((now - m.sent_at) * 1000)] += 1
 
     async def run(self, stop: list[float]) -> None:
         loop = asyncio.get_running_loop()
@@ -403,11 +415,17 @@ async def child(args: argparse.Namespace) -> None:
     ready = sum(v.has_snapshot.is_set() for v in viewers)
     print(json.dumps({"ready": ready}), flush=True)
     line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    stop[0] = float(line.split()[1])
+    window_end = float(line.split()[1])
     stats.window()
     cpu0, t0 = _cpu_s(), time.time()
-    await asyncio.gather(*tasks)
+    # Frames and bytes count within the window; latencies also for args.drain_s after it, so the
+    # fixes still in flight when the window closes are measured too (not left out as if lost).
+    stop[0] = window_end + args.drain_s
+    await asyncio.sleep(max(0.0, window_end - time.time()))
+    stats.counting = False
     elapsed = max(time.time() - t0, 1e-3)
+    cpu = _cpu_s() - cpu0
+    await asyncio.gather(*tasks)
     print(
         json.dumps(
             {
@@ -418,13 +436,15 @@ async def child(args: argparse.Namespace) -> None:
                 "sampled_frames": stats.sampled_frames,
                 "sampled_viewers": sum(v.sample for v in viewers),
                 "latency_ms": {str(k): c for k, c in stats.latency_ms.items()},
+                "server_ms": {str(k): c for k, c in stats.server_ms.items()},
+                "delivery_ms": {str(k): c for k, c in stats.delivery_ms.items()},
                 "drops": stats.drops,
                 "closes": {str(k): c for k, c in stats.closes.items()},
                 "resumed": stats.resumed,
                 "resets": stats.resets,
                 "connects": stats.connects,
                 "errors": dict(stats.errors),
-                "cpu_s": _cpu_s() - cpu0,
+                "cpu_s": cpu,
                 "elapsed_s": elapsed,
             }
         ),
@@ -466,14 +486,18 @@ def run(args: argparse.Namespace, on_ready: Any = None) -> dict[str, Any]:
         p.stdin.flush()
     parts = []
     for p in procs:
-        out, _ = p.communicate(timeout=args.duration + 120)
+        out, _ = p.communicate(timeout=args.duration + args.drain_s + 120)
         if out.strip():
             parts.append(json.loads(out.strip().splitlines()[-1]))
     hist: Counter[int] = Counter()
+    server_hist: Counter[int] = Counter()
+    delivery_hist: Counter[int] = Counter()
     closes: Counter[str] = Counter()
     errors: Counter[str] = Counter()
     for part in parts:
         hist.update({int(k): c for k, c in part["latency_ms"].items()})
+        server_hist.update({int(k): c for k, c in part["server_ms"].items()})
+        delivery_hist.update({int(k): c for k, c in part["delivery_ms"].items()})
         closes.update(part["closes"])
         errors.update(part["errors"])
     total = {k: sum(p[k] for p in parts) for k in ("frames", "bytes", "items", "sampled_frames", "drops")}
@@ -492,6 +516,8 @@ def run(args: argparse.Namespace, on_ready: Any = None) -> dict[str, Any]:
         "items_per_frame": round(total["items"] / max(1, total["sampled_frames"]), 1),
         "sampled_viewers": total["sampled_viewers"],
         "latency_ms": {f"p{p}": pct_from_hist(hist, p) for p in (50, 95, 99)},
+        "server_part_ms": {f"p{p}": pct_from_hist(server_hist, p) for p in (50, 95)},
+        "delivery_part_ms": {f"p{p}": pct_from_hist(delivery_hist, p) for p in (50, 95)},
         "drops": total["drops"],
         "closes": dict(closes),
         "resumed": total["resumed"],
@@ -514,6 +540,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=10)
     p.add_argument("--procs", type=int, default=0, help="driver processes (default: one per 2,500 viewers, ≥1)")
     p.add_argument("--sample", type=int, default=50, help="viewers that decode whole frames for latency")
+    p.add_argument("--drain-s", dest="drain_s", type=float, default=3, help="latency-only time after the window")
     p.add_argument("--connect-batch", dest="connect_batch", type=int, default=100)
     p.add_argument("--connect-pause", dest="connect_pause", type=float, default=0.1)
     p.add_argument("--connect-timeout", dest="connect_timeout", type=float, default=120)

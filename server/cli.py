@@ -47,6 +47,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         http="httptools",
         ws="websockets-sansio",
         backlog=4096,
+        # A worker busy with thousands of stream sockets on a loaded machine may answer the
+        # supervisor's ping late; killing it would cut every socket it holds.
+        timeout_worker_healthcheck=30,
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=10,
