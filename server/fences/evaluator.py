@@ -38,6 +38,7 @@ import os
 import random
 import socket
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,7 +46,7 @@ import asyncpg
 import msgspec
 from prometheus_client import Counter, Gauge
 
-from geo.fences import Fence, FenceEngine, FenceEvent, VisitState, rfc3339, to_tile38
+from geo.fences import Fence, FenceEngine, FenceEvent, Fix, VisitState, rfc3339, to_tile38
 
 from ..bus import Change
 from ..db import connect
@@ -109,6 +110,8 @@ class FenceEvaluator:
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
         self._notes: list[str] = []
         self._wake = asyncio.Event()
+        self._reader: asyncpg.Connection | None = None
+        self._inflight: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, runtime: Any) -> None:
@@ -156,6 +159,23 @@ class FenceEvaluator:
 
     # ------------------------------------------------------------------ leading
     async def _lead(self, conn: asyncpg.Connection) -> None:
+        """Lead until cancelled or failed; a second connection reads while the first one writes."""
+        self._reader = await connect(self.runtime.settings.db)
+        try:
+            await self._lead_with(conn, self._reader)
+        finally:
+            task, self._inflight = self._inflight, None
+            if task is not None and not task.done():
+                task.cancel()
+            if task is not None:
+                await asyncio.gather(task, return_exceptions=True)
+            reader, self._reader = self._reader, None
+            try:
+                await asyncio.wait_for(reader.close(), 2)
+            except Exception:
+                reader.terminate()
+
+    async def _lead_with(self, conn: asyncpg.Connection, reader: asyncpg.Connection) -> None:
         s = self.runtime.settings
         token, checkpoint, first, prev_commit = await store.take_over(conn, self.holder)
         self.leading = True
@@ -163,6 +183,7 @@ class FenceEvaluator:
         TAKEOVERS.inc()
         log.info("fence leader", extra={"token": token, "checkpoint": checkpoint, "first": first})
         self.token, self.checkpoint, self.read_seq = token, checkpoint, checkpoint
+        self._planned = checkpoint
         self.gaps = GapTracker(s.fences.fence_gap_grace_s)
         self._notes = []
         await conn.add_listener(FENCE_CHANNEL, self._on_notify)
@@ -187,9 +208,10 @@ class FenceEvaluator:
             events += self.engine.upsert_fences([f.fence for f in fences if f.updated_at >= margin], now, covers)
         self.webhooks = [dict(r) for r in await active_webhooks(conn)]
         await self._commit(conn, events, set(), full=True, deletes=deletes)
+        await self._settle()
         self._last_resync = self._last_activation = time.monotonic()
         self._activation_since = now
-        await self._loop(conn)
+        await self._loop(conn, reader)
 
     async def _vanished_exits(
         self, conn: asyncpg.Connection, vanished: list[dict[str, Any]], now: datetime
@@ -215,7 +237,8 @@ class FenceEvaluator:
             )  # fmt: skip
         return events
 
-    async def _loop(self, conn: asyncpg.Connection) -> None:
+    async def _loop(self, conn: asyncpg.Connection, reader: asyncpg.Connection) -> None:
+        """``conn`` writes (see :meth:`_commit`), ``reader`` reads, so both may be busy at once."""
         s = self.runtime.settings.fences
         while True:
             now = store.utcnow()
@@ -228,22 +251,22 @@ class FenceEvaluator:
                 notes = ["resync"]
                 self._last_resync = mono
             if notes:
-                evs, changed = await self._apply_notes(conn, list(dict.fromkeys(notes)), now)
+                evs, changed = await self._apply_notes(reader, list(dict.fromkeys(notes)), now)
                 events += evs
                 full = full or changed
             if mono - self._last_activation >= 1.0:
                 self._last_activation = mono
                 since = self._activation_since - timedelta(seconds=2)
-                fresh = [h for h in await store.newly_valid_hazards(conn, since) if self.engine.fence(h) is None]
+                fresh = [h for h in await store.newly_valid_hazards(reader, since) if self.engine.fence(h) is None]
                 if fresh:
-                    evs, _ = await self._apply_notes(conn, [f"hazard:{h}" for h in fresh], now)
+                    evs, _ = await self._apply_notes(reader, [f"hazard:{h}" for h in fresh], now)
                     events += evs
                     full = True
                 self._activation_since = now
                 ended = ["check"]
             if any(f.valid_until is not None and f.valid_until <= now for f in self.engine.fences()):
                 full = True
-            rows = await conn.fetch(store.POSITIONS_SQL, self.read_seq, s.fence_batch)
+            rows = await reader.fetch(store.POSITIONS_SQL, self.read_seq, s.fence_batch)
             n = self.gaps.consumable(self.read_seq, rows, mono)
             fixes = store.to_fixes(rows[:n])
             if n:
@@ -341,11 +364,37 @@ class FenceEvaluator:
     ) -> None:
         """Write events, state diffs, outbox rows and the checkpoint in one fenced transaction.
 
-        ``touched`` are the responders whose fixes were evaluated; ``full`` diffs every visit (after
-        fence changes), otherwise only the visits of touched responders and of the events'.
+        The rows are prepared now; the transaction starts once the previous one has committed and
+        runs in the background on the leader connection, so PostgreSQL writes one batch while the
+        next is read and evaluated (reads use :attr:`_reader`). One write is in flight at most, and
+        writes commit in order. A failed write is raised by the next :meth:`_settle` and drops
+        leadership, discarding the engine and the mirror with it (the next leader resumes from the
+        last committed checkpoint), so both may run ahead of what is committed.
         """
+        batch = self._prepare(events, touched, full=full, deletes=deletes, end_expired=end_expired)
+        await self._settle()
+        if batch is not None:
+            self._inflight = asyncio.create_task(self._write(conn, batch), name="fence-write")
+
+    async def _settle(self) -> None:
+        """Wait for the write in flight (re-raising its failure)."""
+        task, self._inflight = self._inflight, None
+        if task is not None:
+            await task
+
+    def _prepare(
+        self,
+        events: list[FenceEvent],
+        touched: set[str],
+        *,
+        full: bool,
+        deletes: list[tuple[str, str]] | None,
+        end_expired: bool,
+    ) -> _Write | None:
+        """``touched`` are the responders whose fixes were evaluated; ``full`` diffs every visit (after
+        fence changes), otherwise only the visits of touched responders and of the events'."""
         pending = self.engine.pending_min_seq()
-        checkpoint = max(self.checkpoint, self.read_seq if pending is None else min(self.read_seq, pending - 1))
+        checkpoint = max(self._planned, self.read_seq if pending is None else min(self.read_seq, pending - 1))
         if full:
             current = self.engine.all_visits()
             rids = set(current) | set(self._mirror)
@@ -354,7 +403,6 @@ class FenceEvaluator:
             rids = set(current)
         upserts: list[tuple[str, str, str]] = []
         dels: list[tuple[str, str]] = list(deletes or [])
-        new_mirror: dict[str, dict[str, tuple[Any, ...]]] = {}
         empty: dict[str, Any] = {}
         for rid in rids:
             now_v = current.get(rid, empty)
@@ -365,39 +413,42 @@ class FenceEvaluator:
                     if old.get(fid) != keys[fid]:
                         upserts.append((rid, fid, _state_json(v)))
                 dels += [(rid, fid) for fid in old if fid not in now_v]
-                new_mirror[rid] = keys
+                if keys:
+                    self._mirror[rid] = keys
+                else:
+                    self._mirror.pop(rid, None)
         positions = self.engine.positions_of(touched) if touched else []
-        if not (events or upserts or dels or positions or end_expired) and checkpoint == self.checkpoint:
-            return
+        if not (events or upserts or dels or positions or end_expired) and checkpoint == self._planned:
+            return None
+        self._planned = checkpoint
         payloads = [to_tile38(e, hook=e.fence_name or e.fence_id) for e in events]
+        return _Write(checkpoint, events, payloads, upserts, dels, positions, end_expired)
+
+    async def _write(self, conn: asyncpg.Connection, w: _Write) -> None:
+        events, payloads = w.events, w.payloads
         ended_ids: list[Any] = []
         async with conn.transaction():
-            await store.check_token(conn, self.token, checkpoint)
+            await store.check_token(conn, self.token, w.checkpoint)
             ids = await store.write_events(conn, events, payloads)
-            await store.write_states(conn, upserts, dels)
-            await store.write_positions(conn, positions)
+            await store.write_states(conn, w.upserts, w.dels)
+            await store.write_positions(conn, w.positions)
             outbox = [
                 {
-                    "message_id": f"msg_fe{eid}_{w['id'].hex}",
+                    "message_id": f"msg_fe{eid}_{wh['id'].hex}",
                     "channel": "webhook",
-                    "target": w["url"],
+                    "target": wh["url"],
                     "payload": p,
-                    "webhook_id": w["id"],
+                    "webhook_id": wh["id"],
                 }
                 for eid, e, p in zip(ids, events, payloads, strict=True)
-                for w in self.webhooks
-                if webhook_matches(w["filter"] or {}, e)
+                for wh in self.webhooks
+                if webhook_matches(wh["filter"] or {}, e)
             ]
             await enqueue_many(conn, outbox)
-            if end_expired:
+            if w.end_expired:
                 ended_ids = await store.end_expired_hazards(conn)
-        # committed: only now update memory and tell the world
-        self.checkpoint = checkpoint
-        for rid, keys in new_mirror.items():
-            if keys:
-                self._mirror[rid] = keys
-            else:
-                self._mirror.pop(rid, None)
+        # committed: only now tell the world
+        self.checkpoint = w.checkpoint
         for e in events:
             EVENTS.labels(e.detect, e.fence_kind).inc()
         bus = self.runtime.bus
@@ -425,3 +476,16 @@ class FenceEvaluator:
             dispatcher = self.runtime.by_name.get("outbox")
             if dispatcher is not None:
                 dispatcher.wake()
+
+
+@dataclass(slots=True)
+class _Write:
+    """One prepared commit: what :meth:`FenceEvaluator._write` puts in its transaction."""
+
+    checkpoint: int
+    events: list[FenceEvent]
+    payloads: list[dict[str, Any]]
+    upserts: list[tuple[str, str, str]]
+    dels: list[tuple[str, str]]
+    positions: list[Fix]
+    end_expired: bool
