@@ -115,3 +115,24 @@ def test_cover_index_candidates_are_complete():
     index.remove(2)
     _, keys2, _ = index.candidates(lons, lats)
     assert 2 not in set(keys2.tolist())
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(geom=random_polygons())
+def test_centre_classification_agrees_with_testing_every_hexagon(geom):
+    """The fast path (cells classified from their centres, hexagons only near the boundary) keeps
+    every cell the hexagon-only path finds, and its interior cells lie inside the polygon."""
+    from geo.antimeridian import polygonal_parts
+    from geo.cover import _classify_by_hexagons, classify_cells, edge_length_m
+
+    res = choose_res(geom)
+    interior, boundary = classify_cells(geom, res)
+    eps = (
+        0.01 * edge_length_m(res) / 111_000 / np.cos(np.radians(min(80, max(abs(geom.bounds[1]), abs(geom.bounds[3])))))
+    )
+    slow_in, slow_b = _classify_by_hexagons(geom, polygonal_parts(geom), res, eps, 250_000)
+    assert (slow_in | slow_b) <= (interior | boundary)
+    assert not interior & boundary
+    assert len(interior ^ slow_in) <= max(2, len(slow_in) // 50)
+    hexes = [Polygon(h3index.cell_boundary_geojson(c)["coordinates"][0]) for c in interior]
+    assert all(shapely.contains_properly(geom, h) for h in hexes if (h.bounds[2] - h.bounds[0]) < 180)
