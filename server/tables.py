@@ -224,7 +224,7 @@ incidents = Table(
     Index("incidents_search_idx", "search", postgresql_using="gin"),
     Index("incidents_geom_idx", "geom", postgresql_using="gist"),
     Index("incidents_status_idx", "status", "priority"),
-    Index("incidents_created_idx", "created_at"),
+    Index("incidents_created_id_idx", "created_at", "id"),
 )
 
 incident_events = Table(

@@ -15,7 +15,7 @@ from ..errors import InvalidInput, NotFound
 from ..permissions import requires
 from . import assignments, export, recommend, reports, service, sync
 from .idempotency import mutate, read
-from .search import IncidentQuery, list_incidents
+from .search import RELEVANCE_WINDOW, IncidentQuery, list_incidents
 from .states import ASSIGNMENT_ACTIONS
 from .structs import (
     Assignment,
@@ -66,10 +66,21 @@ def _query(
     in_active_hazard: bool | None,
     limit: int,
     cursor: str | None,
+    sort: str = "recent",
 ) -> IncidentQuery:
     return IncidentQuery(
-        q, status, priority, type_, team_id, bbox, from_, to, inside_hazard, in_active_hazard, limit, cursor
+        q, status, priority, type_, team_id, bbox, from_, to, inside_hazard, in_active_hazard, limit, cursor, sort
     )
+
+
+SORT = Parameter(
+    default="recent",
+    description=(
+        "recent (default): newest first, also with q (a search filters the list; items carry their rank). "
+        f"relevance (needs q): by rank among the most recent {RELEVANCE_WINDOW} matches; the cursor keeps "
+        "that window, so paging walks the same set."
+    ),
+)
 
 
 async def _export(request: Request[Any, Any, Any], query: IncidentQuery, fmt: str) -> Any:
@@ -119,9 +130,10 @@ class IncidentController(Controller):
         limit: int = 50,
         cursor: str | None = None,
         format: str = "json",
+        sort: str = SORT,
     ) -> IncidentPage:
         query = _query(
-            q, status, priority, type_, team_id, bbox, from_, to, inside_hazard, in_active_hazard, limit, cursor
+            q, status, priority, type_, team_id, bbox, from_, to, inside_hazard, in_active_hazard, limit, cursor, sort
         )
         return await _export(request, query, format)  # type: ignore[no-any-return]
 
@@ -200,8 +212,9 @@ async def incidents_geojson(
     in_active_hazard: bool | None = None,
     limit: int = 1000,
     cursor: str | None = None,
+    sort: str = SORT,
 ) -> Any:
-    query = _query(q, status, priority, type_, None, bbox, from_, to, None, in_active_hazard, limit, cursor)
+    query = _query(q, status, priority, type_, None, bbox, from_, to, None, in_active_hazard, limit, cursor, sort)
     return await _export(request, query, "geojson")
 
 
@@ -218,8 +231,9 @@ async def incidents_csv(
     in_active_hazard: bool | None = None,
     limit: int = 1000,
     cursor: str | None = None,
+    sort: str = SORT,
 ) -> Any:
-    query = _query(q, status, priority, type_, None, bbox, from_, to, None, in_active_hazard, limit, cursor)
+    query = _query(q, status, priority, type_, None, bbox, from_, to, None, in_active_hazard, limit, cursor, sort)
     return await _export(request, query, "csv")
 
 
