@@ -228,6 +228,8 @@ class StreamSettings(_EnvSettings):
     """Largest bbox area in square degrees (default: a quarter of the globe); omit the area for everything."""
     stream_snapshot_limit: int = 20_000
     """Most objects per topic in a snapshot (the snapshot says `truncated` beyond it)."""
+    stream_snapshot_concurrency: int = 3
+    """Snapshot reads a worker runs at once; the rest wait, so a reconnect storm leaves pool connections for ingest."""
     stream_redis_prefix: str = "sitrep:stream"
     """Prefix of the Redis keys and channel the stream uses."""
 

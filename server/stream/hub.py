@@ -71,6 +71,7 @@ class StreamHub:
         self.settings: StreamSettings = runtime.settings.stream
         s = self.settings
         self.history = History(runtime.redis, s.stream_redis_prefix, s.stream_history_max)
+        self._snapshot_slots = asyncio.Semaphore(max(1, s.stream_snapshot_concurrency))
         # Pub/sub holds its connection open indefinitely: its own client, without a read timeout.
         self._sub_redis = aioredis.from_url(
             runtime.settings.redis.redis_url, socket_connect_timeout=2, socket_keepalive=True
@@ -433,5 +434,5 @@ class StreamHub:
         vsub.release()
 
     async def _load_snapshot(self, group: Group) -> tuple[list[bytes], bool]:
-        async with self.runtime.pool.acquire() as conn:
+        async with self._snapshot_slots, self.runtime.pool.acquire() as conn:
             return await snapshot.load(conn, group.topics, group.area, group.scope, self.settings.stream_snapshot_limit)
