@@ -232,7 +232,8 @@ async def test_search_relevance_filters_and_pages(client: httpx.AsyncClient, coo
         assert r.status_code == 200, r.text
         return [i["id"] for i in r.json()["items"]]
 
-    assert await ids(q=f"{tag} chemical") == [d1["id"], d2["id"]]
+    assert await ids(q=f"{tag} chemical", sort="relevance") == [d1["id"], d2["id"]]
+    assert await ids(q=f"{tag} chemical") == [d2["id"], d1["id"]]  # a search filters the newest-first list
     assert await ids(q=f"{tag} -chemical") == [d3["id"]]
     assert await ids(q=f'"flooded basement" {tag}') == [d3["id"]]
     assert await ids(q=f"{tag} chemicals leaking") == [d1["id"]]  # stemming
@@ -241,13 +242,15 @@ async def test_search_relevance_filters_and_pages(client: httpx.AsyncClient, coo
     assert set(await ids(q=tag, status="reported")) == {d1["id"], d2["id"], d3["id"]}
     assert await ids(q=tag, status="closed") == []
     first = (
-        await client.get("/v1/incidents", params={"q": f"{tag} chemical", "limit": 1}, headers=coord_headers)
+        await client.get(
+            "/v1/incidents", params={"q": f"{tag} chemical", "limit": 1, "sort": "relevance"}, headers=coord_headers
+        )
     ).json()
     assert [i["id"] for i in first["items"]] == [d1["id"]] and first["items"][0]["rank"] > 0
     second = (
         await client.get(
             "/v1/incidents",
-            params={"q": f"{tag} chemical", "limit": 1, "cursor": first["next_cursor"]},
+            params={"q": f"{tag} chemical", "limit": 1, "sort": "relevance", "cursor": first["next_cursor"]},
             headers=coord_headers,
         )
     ).json()
