@@ -8,13 +8,28 @@ The files start with a UTF-8 byte-order mark. Per item: ``georss:point`` (``lat 
 
 The hazard geometry is the bbox (the only area the RSS carries); ``kind`` is the event type
 code. Alert levels map to severities as GDACS defines them: Red (high humanitarian impact) →
-extreme, Orange (medium) → severe, Green (low) → minor. A non-current event is ``expired``.
+extreme, Orange (medium) → severe, Green (low) → minor.
+
+Validity. ``gdacs:todate`` is the time of the event's latest episode, not an end: for a current
+event it is usually already past, so it cannot be ``valid_until`` (the fence evaluator would end
+the hazard at once). The rule:
+
+* an item with ``gdacs:iscurrent`` false, or an explicit alert level ``none``, is ``expired``
+  (its hazard ends; ``valid_until`` is its ``todate``);
+* a current item is active until ``max(todate, fetch time) + HORIZON_H[event type]``: 24 h for
+  earthquakes and tsunamis, 72 h for cyclones, floods, volcanoes and wildfires, 14 days for
+  droughts (updated far less often), 48 h for anything else. GDACS publishes a new episode (a
+  new ``version``) well within those horizons while an event goes on, and each new episode moves
+  ``valid_until`` on. A repeat of the same episode changes nothing (the hazard lifecycle), so its
+  ``valid_until`` is the one computed when that episode was first seen;
+* an event that leaves the feed ends when its ``valid_until`` has passed (the sink's sweep), or
+  earlier if it comes back as not current.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lxml import etree
@@ -35,6 +50,9 @@ EVENT_TYPES = {
     "TS": "tsunami",
 }
 _LEVELS: dict[str, Severity] = {"red": "extreme", "orange": "severe", "green": "minor"}
+HORIZON_H: dict[str, float] = {"EQ": 24, "TS": 24, "TC": 72, "FL": 72, "VO": 72, "WF": 72, "DR": 14 * 24}
+"""How long a current event stays valid after ``max(todate, fetch time)``, hours, by event type."""
+DEFAULT_HORIZON_H = 48.0
 
 
 def _point(item: etree._Element) -> tuple[float, float] | None:
@@ -81,12 +99,16 @@ def parse_item(item: etree._Element, now: datetime) -> tuple[HazardItem | None, 
         return None, ItemError(ext_id, "no georss:point and no gdacs:bbox")
     try:
         valid_from = parse_rfc822(text(item, "fromdate"))
-        valid_until = parse_rfc822(text(item, "todate"))
+        todate = parse_rfc822(text(item, "todate"))
     except TimeFormatError as exc:
         return None, ItemError(ext_id, str(exc))
     level = (text(item, "alertlevel") or "").lower()
-    current = (text(item, "iscurrent") or "true").lower() == "true"
+    current = (text(item, "iscurrent") or "true").lower() == "true" and level != "none"
     status: Status = "active" if current else "expired"
+    valid_until = todate
+    if current:
+        latest = max(todate or valid_from or now, now)
+        valid_until = latest + timedelta(hours=HORIZON_H.get(event_type, DEFAULT_HORIZON_H))
     severity_el = child(item, "severity")
     raw: dict[str, Any] = {
         "eventtype": event_type,
@@ -100,6 +122,7 @@ def parse_item(item: etree._Element, now: datetime) -> tuple[HazardItem | None, 
         "iso3": text(item, "iso3"),
         "severity_text": severity_el.text.strip() if severity_el is not None and severity_el.text else None,
         "cap": text(item, "cap"),
+        "todate": todate.isoformat() if todate else None,
     }
     if severity_el is not None:
         raw["severity_value"] = severity_el.get("value")

@@ -63,3 +63,40 @@ def test_bbox_across_the_antimeridian_is_split_and_bad_items_are_errors() -> Non
 def test_not_rss_is_a_format_error() -> None:
     with pytest.raises(FeedFormatError):
         gdacs.parse(b"<feed/>")
+
+
+def test_current_events_stay_valid_a_horizon_past_the_fetch_not_their_todate() -> None:
+    """2019 documents fetched today: ``todate`` is years past, yet current events stay active for
+    their type's horizon after the fetch; non-current ones are expired at their ``todate``."""
+    from datetime import timedelta
+
+    fetched = datetime(2026, 5, 1, 8, 30, tzinfo=UTC)
+    result = gdacs.parse(sample_bytes("gdacs/gdacs_rss_7d_2019-12-30.xml"), now=fetched)
+    active = [i for i in result.items if i.status == "active"]
+    assert {i.kind for i in active} >= {"EQ", "TC", "DR"}
+    for item in active:
+        assert item.valid_until == fetched + timedelta(hours=gdacs.HORIZON_H[item.kind])
+    for item in result.items:
+        if item.status == "expired":
+            assert item.valid_until == datetime.fromisoformat(item.raw["todate"]) < fetched
+
+
+def test_an_event_fetched_before_its_todate_runs_a_horizon_past_the_todate() -> None:
+    from datetime import timedelta
+
+    result = gdacs.parse(sample_bytes("gdacs/gdacs_rss_2019-12-30.xml"), now=datetime(2019, 12, 29, tzinfo=UTC))
+    tc = next(i for i in result.items if i.external_id == "TC1000643")
+    assert tc.status == "active" and tc.raw["todate"] == "2019-12-29T12:00:00+00:00"
+    assert tc.valid_until == datetime(2019, 12, 29, 12, tzinfo=UTC) + timedelta(hours=72)
+
+
+def test_alert_level_none_or_not_current_ends_the_event() -> None:
+    item = ("<item><gdacs:eventtype>FL</gdacs:eventtype><gdacs:eventid>9</gdacs:eventid><gdacs:episodeid>3</gdacs:episodeid>"
+            "<gdacs:alertlevel>{level}</gdacs:alertlevel><gdacs:iscurrent>{current}</gdacs:iscurrent>"
+            "<gdacs:todate>Sun, 29 Dec 2019 12:00:00 GMT</gdacs:todate><georss:point>10 20</georss:point></item>")  # fmt: skip
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    statuses = [
+        gdacs.parse(_rss(item.format(level=level, current=current)), now=now).items[0].status
+        for level, current in (("Green", "true"), ("None", "true"), ("Red", "false"))
+    ]
+    assert statuses == ["active", "expired", "expired"]
