@@ -124,9 +124,10 @@ async def run(env: dict[str, str]) -> None:
             t_cold = time.perf_counter() - t
             print(f"NWS zone shapes: {len(codes)} zones in the capture; fetched from the zone endpoint and stored "
                   f"in {t_cold * 1000:.0f} ms ({t_cold * 1000 / len(codes):.1f} ms per zone; first poll only)")  # fmt: skip
-            # Real zone shapes are not in the samples (the fake endpoint draws squares near one city), so
-            # the zones are stood in by counties of the same state, spreading alerts over the map as real
-            # zones would: zone SSZnnn → the state's county at index nnn modulo its county count.
+            # Real zone shapes are not in the samples, so land zones are stood in by counties of the same
+            # state, spreading alerts over the map as real zones would: zone SSZnnn → the state's county
+            # at index nnn modulo its county count. Marine zones (PKZ, PZZ, AMZ, GMZ, LMZ…) keep the fake
+            # endpoint's squares, offshore of the water their prefix names (feeds.fake_zones).
             await pool.execute(
                 "WITH c AS (SELECT code, geom, substr(code, 1, 2) AS st, row_number() OVER (PARTITION BY substr(code, 1, 2) "
                 "ORDER BY code) - 1 AS n, count(*) OVER (PARTITION BY substr(code, 1, 2)) AS k FROM boundaries "

@@ -16,8 +16,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from xml.sax.saxutils import escape
 
+from feeds.fake_zones import zone_square
+
 FEEDS = ("nws", "usgs", "gdacs", "firms", "cap")
 DEFAULT_CITY = (-91.67, 41.978)  # Cedar Rapids, Iowa (Linn County, FIPS 19113)
+LOCAL_ZONES = ("IAZ052", "IAZ053")
+"""The zones of the generated Flood Watch, drawn near the city (the real ones are Linn and Jones counties)."""
 
 
 def _square(lon: float, lat: float, half_deg: float) -> list[list[float]]:
@@ -111,7 +115,7 @@ class Scenario:
                               now + timedelta(minutes=100), {"SAME": ["019113"], "UGC": ["IAC113"]}),
             self._nws_feature(base_url, "urn:oid:2.49.0.1.840.0.sitrep.fake.ffa.001.1", "Flood Watch", "Moderate",
                               "Alert", [], None, now - timedelta(hours=2), now + timedelta(hours=12),
-                              {"SAME": ["019113", "019105"], "UGC": ["IAZ052", "IAZ053"]}),
+                              {"SAME": ["019113", "019105"], "UGC": list(LOCAL_ZONES)}),
         ]  # fmt: skip
         return {
             "@context": ["https://geojson.org/geojson-ld/geojson-context.jsonld", {"@version": "1.1"}],
@@ -144,13 +148,20 @@ class Scenario:
         }  # fmt: skip
 
     def nws_zone(self, zone_id: str, base_url: str) -> dict[str, Any]:
-        """A plausible ``/zones/forecast/<id>`` response: a square near the city."""
+        """A plausible ``/zones/forecast/<id>`` response: the zones of the scenario's own alerts
+        (:data:`LOCAL_ZONES`) are squares near the city; any other zone a square at a place derived
+        from its code (:func:`feeds.fake_zones.zone_square`: offshore for marine zones, inside its
+        state for land zones)."""
         lon, lat = self.city
-        offset = (sum(map(ord, zone_id)) % 7 - 3) * 0.3
+        if zone_id in LOCAL_ZONES:
+            offset = (sum(map(ord, zone_id)) % 7 - 3) * 0.3
+            ring = _square(lon + offset, lat, 0.25)
+        else:
+            ring = zone_square(zone_id)
         return {
             "id": f"{base_url}/zones/forecast/{zone_id}",
             "type": "Feature",
-            "geometry": {"type": "Polygon", "coordinates": [_square(lon + offset, lat, 0.25)]},
+            "geometry": {"type": "Polygon", "coordinates": [ring]},
             "properties": {"id": zone_id, "type": "public", "name": f"Fake zone {zone_id}"},
         }
 

@@ -78,3 +78,33 @@ async def test_replayed_weather_gov_capture_has_current_times(samples: Path) -> 
         assert all(i.valid_from is not None and abs((i.valid_from - now).days) < 30 for i in result.items)
         raw = await client.get("/samples/forecast/weathergov_templated_gridpoints_DVN_30,86_forecast_cedar_rapids.json")
         assert b'"date:' not in raw.content and b"/P7DT13H" in raw.content
+
+
+async def test_zone_shapes_lie_where_such_zones_are_and_differ_by_code() -> None:
+    """Marine zones offshore of the water their prefix names, land zones inside their state, the
+    generated Flood Watch's own zones near the city; every code its own square."""
+    from shapely.geometry import Point, box, shape
+
+    from feeds.fake_payloads import DEFAULT_CITY, LOCAL_ZONES
+    from feeds.fake_zones import MARINE, STATES
+
+    app = create_fake_feed_app(None)
+    codes = ["PKZ414", "PZZ356", "AMZ330", "ANZ335", "GMZ850", "LMZ740", "LSZ162", "LEZ144", "IAZ066", "TXZ213",
+             "GUZ001", "CAZ041", *LOCAL_ZONES]  # fmt: skip
+    async with serve_app(app) as base, httpx.AsyncClient(base_url=base) as client:
+        shapes = {}
+        for code in codes:
+            r = await client.get(f"/zones/forecast/{code}")
+            assert r.status_code == 200
+            shapes[code] = shape(r.json()["geometry"])
+    assert len({s.wkt for s in shapes.values()}) == len(codes)
+    city = Point(*DEFAULT_CITY)
+    for code, geom in shapes.items():
+        if code in LOCAL_ZONES:
+            assert geom.distance(city) < 1.0
+        elif code[:3] in MARINE:
+            assert box(*MARINE[code[:3]]).contains(geom) and geom.distance(city) > 3.0
+        else:
+            assert box(*STATES[code[:2]]).contains(geom)
+    # the Pacific coast zone is offshore of California/Oregon, the Gulf one south of the coast
+    assert shapes["PZZ356"].bounds[2] < -124.9 and shapes["GMZ850"].bounds[3] < 28.5
