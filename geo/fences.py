@@ -392,16 +392,29 @@ class FenceEngine:
                 if visit is None or visit.state == OUTSIDE:
                     idx.append(i)
                     slots.append(slot)
+        accs = [accepted[i][0].accuracy_m or 0.0 for i in idx]
+        return self._near_pairs(idx, slots, accs, lons, lats)
+
+    def _near_pairs(
+        self,
+        idx: list[int],
+        slots: list[int],
+        accs: list[float],
+        lons: np.ndarray[Any, Any],
+        lats: np.ndarray[Any, Any],
+    ) -> dict[tuple[int, int], bool]:
+        """``(point index, slot) -> within the accuracy radius of the fence boundary, or maybe``."""
         if not idx:
             return {}
         at = np.asarray(idx, dtype=np.int64)
-        accs = np.fromiter((accepted[i][0].accuracy_m or 0.0 for i in idx), dtype=np.float64, count=len(idx))
         phi = np.radians(lats[at])
         m_lat = 111_132.92 - 559.82 * np.cos(2 * phi) + 1.175 * np.cos(4 * phi)
         m_lon = np.maximum(111_412.84 * np.cos(phi) - 93.5 * np.cos(3 * phi) + 0.118 * np.cos(5 * phi), 1e-3)
-        pad_deg = accs / np.minimum(m_lon, m_lat)  # the widest the circle can be in degrees
+        pad_deg = np.asarray(accs, dtype=np.float64) / np.minimum(
+            m_lon, m_lat
+        )  # the widest the circle can be in degrees
         edges = np.empty(len(slots), dtype=object)
-        edges[:] = [self._edge(self._fences[slot_fence[s]], False) for s in slots]
+        edges[:] = [self._edge(self._fences[self._slot_fence[s]], False) for s in slots]
         near = shapely.dwithin(edges, shapely.points(lons[at], lats[at]), pad_deg)
         return dict(zip(zip(idx, slots, strict=True), near.tolist(), strict=True))
 
@@ -446,6 +459,20 @@ class FenceEngine:
             pts, slots, _, _ = _contained(index, lons, lats)
             for p, s in zip(pts.tolist(), slots.tolist(), strict=True):
                 inside_of.setdefault(s, set()).add(p)
+        # the accuracy test of everyone who would enter, for all fences in one vectorised call
+        near_idx: list[int] = []
+        near_slots: list[int] = []
+        near_accs: list[float] = []
+        for entry, _ in entries:
+            fid = entry.fence.id
+            for i in inside_of.get(entry.slot, ()):
+                acc = resps[i].accuracy_m
+                visit = resps[i].visits.get(fid)
+                if acc and acc > 0 and (visit is None or visit.state == OUTSIDE):
+                    near_idx.append(i)
+                    near_slots.append(entry.slot)
+                    near_accs.append(acc)
+        self._near = self._near_pairs(near_idx, near_slots, near_accs, lons, lats)
         position_of = {rid: i for i, rid in enumerate(rids)} if self._members else {}
         for entry, reason in entries:
             in_plain = inside_of.get(entry.slot, set())
@@ -457,8 +484,10 @@ class FenceEngine:
                 in_outer = set(idx[shapely.contains_xy(entry.outer, lons[idx], lats[idx])].tolist())
             for i in todo:
                 probe = self._probe_of(rids[i], resps[i], reason)
+                probe.index = i
                 inside = i in in_plain
                 self._step(entry, resps[i], probe, inside, inside or i in in_outer, now, events, per_fix=False)
+        self._near = {}
         self.stats.events += len(events)
         return events
 
