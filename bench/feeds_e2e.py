@@ -4,8 +4,9 @@ Issue 7's budgets: the nationwide NWS capture (529 alerts) from parse to stored 
 and fence re-evaluation in < 3 s; the 36,555-row FIRMS CSV in < 5 s.
 
 A throwaway database + Redis + a real ``sitrep serve`` (1 worker, feeds off, the fence evaluator
-running against the 240 demo responders) is started; this process plays the feed leader: it
-parses, resolves null geometries through the DB-backed zone resolver (county table loaded from
+running against the 240 demo responders, each first given one fix inside one of the alert areas,
+since the capture has no alert where the demo puts them) is started; this process plays the feed
+leader: it parses, resolves null geometries through the DB-backed zone resolver (county table loaded from
 us-atlas; zones from the fake feed server, fetched once beforehand — the cold fetch is reported
 separately) and applies through :class:`server.feeds.sink.PgFeedSink`. Fence re-evaluation is
 timed until the evaluator's committed ``inside`` states for the new hazards equal what PostGIS
@@ -32,6 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import asyncpg  # noqa: E402
+import httpx  # noqa: E402
+from shapely.geometry import shape  # noqa: E402
 
 from bench._harness import bench_stack  # noqa: E402
 from feeds import firms, nws  # noqa: E402
@@ -47,6 +50,7 @@ from server.feeds.covers import prepare_items  # noqa: E402
 from server.feeds.sink import PgFeedSink  # noqa: E402
 from server.feeds.zones import DbZoneResolver, ensure_counties  # noqa: E402
 from server.settings import DatabaseSettings  # noqa: E402
+from tests.conftest import DEMO_PASSWORD  # noqa: E402
 from tests.feeds.support import serve_app  # noqa: E402
 
 SAMPLES = REPO.parent / "shared" / "samples"
@@ -68,6 +72,32 @@ WHERE h.source = $1 AND h.status = 'active' AND (h.valid_until IS NULL OR h.vali
 async def resolve(result: ParseResult, resolver: DbZoneResolver) -> int:
     result.errors.extend(await resolve_items(result.items, resolver))
     return sum(1 for i in result.items if i.geometry is None and i.geocodes)
+
+
+async def spread_responders(server_url: str, pool: asyncpg.Pool, result: ParseResult) -> int:
+    """One fix per demo responder at a point inside the alert areas, responders dealt out over the
+    alerts (the demo puts every responder around one city, where the national capture has no alert).
+    Returns how many fixes were committed; waits for them before the timed run."""
+    points = [shape(i.geometry).representative_point() for i in result.items if i.geometry is not None]
+    async with pool.acquire() as conn:
+        ids = [str(r[0]) for r in await conn.fetch("SELECT id FROM responders ORDER BY callsign")]
+    when = datetime.now(UTC).replace(microsecond=0)
+    fixes = [{"responder_id": rid, "fix_time": when.isoformat(), "lon": points[k * len(points) // len(ids)].x,
+              "lat": points[k * len(points) // len(ids)].y, "accuracy_m": 10} for k, rid in enumerate(ids)]  # fmt: skip
+    async with httpx.AsyncClient(base_url=server_url, timeout=30) as client:
+        r = await client.post("/v1/auth/token", json={"username": "admin", "password": DEMO_PASSWORD})
+        headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+        r = await client.post("/v1/positions", json=fixes, headers=headers)
+        r.raise_for_status()
+    n = 0
+    async with pool.acquire() as conn:
+        for _ in range(200):
+            n = int(await conn.fetchval("SELECT count(*) FROM latest_positions WHERE fix_time = $1", when))
+            if n >= len(ids):
+                break
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(2.0)  # let the evaluator consume them (no NWS hazard yet) before the timed run
+    return n
 
 
 async def raw_ceiling(conn: asyncpg.Connection, rows: int, cells: int, wkb: list[bytes]) -> float:
@@ -101,7 +131,7 @@ async def wait_fences(
         await asyncio.sleep(0.02)
 
 
-async def run(env: dict[str, str]) -> None:
+async def run(server_url: str, env: dict[str, str]) -> None:
     pool = await create_pool(DatabaseSettings(database_url=env["SITREP_DATABASE_URL"]), min_size=2, max_size=4)
     fake = create_fake_feed_app(SAMPLES)
     fetcher = FeedFetcher(FetchSettings(user_agent="sitrep-bench (bench@example.org)"))
@@ -139,6 +169,10 @@ async def run(env: dict[str, str]) -> None:
                 [int(c[3:]) for c in codes],
             )
             feed = FeedConfig(name="nws", kind="nws", url=f"{base}/alerts/active")
+            untimed = nws.parse(raw)
+            await resolve(untimed, DbZoneResolver(pool, fetcher, base))
+            moved = await spread_responders(server_url, pool, untimed)
+            print(f"demo responders moved into the alert areas: {moved} fixes (one each, dealt over the alerts)")
             resolver = DbZoneResolver(pool, fetcher, base)  # a fresh process: loads the cache from the table
             t0 = time.perf_counter()
             result = nws.parse(raw)
@@ -216,10 +250,10 @@ def main() -> int:
         print(f"samples not found under {SAMPLES}; nothing to measure")
         return 1
     with bench_stack("feeds", workers=1, seed=True, SITREP_FEEDS_ENABLED="false", SITREP_DB_POOL_MAX="4") as (
-        _srv,
+        srv,
         env,
     ):
-        asyncio.run(run(env))
+        asyncio.run(run(srv.url, env))
     return 0
 
 
