@@ -1,7 +1,7 @@
 """Stream benchmark (bounded, loopback): raw `websockets.broadcast` ceiling vs the sitrep stream.
 
     .venv/bin/python bench/stream.py [--viewers 1000] [--rate 2000] [--duration 15] \
-        [--city-viewers 5000] [--city-rate 2000]
+        [--city-viewers 5000] [--city-rate 2000] [--encoding compact|json]
 
 1. sitrep, 2 workers, N viewers on the whole map (positions, 10 Hz) while 2,000 responders send
    2,000 fixes/s in total (small coordinator batches at an even pace) → fix-accepted →
@@ -11,6 +11,8 @@
    step 1 to N sockets, as fast as every socket keeps up (server and clients in separate
    processes, clients reading with the same frame-walking client as the driver) → frames/s;
 3. sitrep, city-sized subscriptions (each viewer its own box) at 4 ticks/s.
+Viewers subscribe with ``--encoding`` (default ``compact``: positions as short arrays, meta only
+when it changes; ``json`` for the object form); bytes per item are printed for both phases.
 The driver (loadtests/ws_driver.py) decodes only a sample of viewers fully; the measurement
 window starts once every viewer has its snapshot. Throw-away database, Redis and servers;
 everything is stopped at the end.
@@ -234,7 +236,9 @@ async def _login(url: str, user: str) -> str:
         return str(r.json()["access_token"])
 
 
-def sitrep_phase(server, devices, viewers: int, area: str, rate_hz: float, fixes_per_s: int, seconds: float) -> dict:  # type: ignore[no-untyped-def]
+def sitrep_phase(  # type: ignore[no-untyped-def]
+    server, devices, viewers: int, area: str, rate_hz: float, fixes_per_s: int, seconds: float, encoding: str = "json"
+) -> dict:
     token = asyncio.run(_login(server.url, "coord"))
     driver = subprocess.Popen(
         [
@@ -250,6 +254,8 @@ def sitrep_phase(server, devices, viewers: int, area: str, rate_hz: float, fixes
             area,
             "--rate",
             str(rate_hz),
+            "--encoding",
+            encoding,
             "--json",
         ],
         stdout=subprocess.PIPE,
@@ -284,15 +290,21 @@ def _line(label: str, r: dict, raw: float | None = None) -> str:  # type: ignore
     lat = r.get("latency_ms", {})
     ratio = f" ({r.get('frames_per_s', 0) / raw:.1%} of raw)" if raw else ""
     return (
-        f"  {label}: {r.get('connected')}/{r.get('viewers')} viewers ready in {r.get('setup_s')} s, "
+        f"  {label} [{r.get('encoding')}]: {r.get('connected')}/{r.get('viewers')} viewers ready in {r.get('setup_s')} s, "
         f"{r.get('fixes_per_s')} fixes/s: {r.get('frames_per_s')} frames/s{ratio} of {r.get('expected_frames_per_s')} "
-        f"asked, {r.get('mb_per_s')} MB/s ({r.get('bytes_per_frame')} B, ~{r.get('items_per_frame')} items per frame), "
+        f"asked, {r.get('mb_per_s')} MB/s ({r.get('bytes_per_frame')} B, ~{r.get('items_per_frame')} items per frame, "
+        f"~{_per_item(r):.0f} B per item), "
         f"latency p50 {lat.get('p50')} ms p95 {lat.get('p95')} ms p99 {lat.get('p99')} ms (accepted→sent p95 "
         f"{r.get('server_part_ms', {}).get('p95')} ms, sent→received p95 {r.get('delivery_part_ms', {}).get('p95')} ms), "
         f"drops {r.get('drops')}, "
         f"closes {r.get('closes')}, errors {r.get('errors')}, server CPU {r.get('server_cpu_cores')} cores, "
         f"driver CPU {r.get('driver_cpu_cores')} cores ({r.get('procs')} procs), worker restarts {r.get('worker_restarts')}"
     )
+
+
+def _per_item(r: dict) -> float:  # type: ignore[type-arg]
+    """Frame bytes per position item (meta and frame envelope included)."""
+    return float(r.get("bytes_per_frame") or 0) / max(float(r.get("items_per_frame") or 1), 1.0)
 
 
 def main() -> None:
@@ -312,6 +324,7 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=15)
     p.add_argument("--city-viewers", type=int, default=5000)
     p.add_argument("--city-rate", type=int, default=0, help="fixes/s during the city phase (default: --rate)")
+    p.add_argument("--encoding", choices=["compact", "json"], default="compact", help="how viewers ask for positions")
     args = p.parse_args()
 
     from tests.conftest import create_database, drop_database, run_cli, sitrep_env, start_redis, start_server
@@ -330,7 +343,7 @@ def main() -> None:
         server = start_server(env, tmp, workers=2, timeout=120)
         print(f"setup {time.time() - started:.0f}s; sitrep with 2 workers", flush=True)
 
-        whole = sitrep_phase(server, devices, args.viewers, "whole", 10, args.rate, args.duration)
+        whole = sitrep_phase(server, devices, args.viewers, "whole", 10, args.rate, args.duration, args.encoding)
         size = int(whole.get("bytes_per_frame") or 0) or len(raw_frame(380 * args.rate // 10))
         print(f"raw ceiling: websockets.broadcast of {size:,}-byte frames to {args.viewers} sockets ...", flush=True)
         raw, raw_bytes = raw_ceiling(args.viewers, 8, size)
@@ -340,7 +353,7 @@ def main() -> None:
             flush=True,
         )
         print(_line("whole map", whole, raw), flush=True)
-        per_item = whole.get("bytes_per_frame", 0) / max(whole.get("items_per_frame") or 1, 1)
+        per_item = _per_item(whole)
         need = args.viewers * whole.get("fixes_per_s", 0) * per_item / 1e6
         print(
             f"  what the whole-map target asks: {args.viewers} viewers x {whole.get('fixes_per_s')} items/s x "
@@ -349,7 +362,7 @@ def main() -> None:
             flush=True,
         )
         city_rate = args.city_rate or args.rate
-        city = sitrep_phase(server, devices, args.city_viewers, "city", 4, city_rate, args.duration)
+        city = sitrep_phase(server, devices, args.city_viewers, "city", 4, city_rate, args.duration, args.encoding)
         print(_line("city areas @4 Hz", city), flush=True)
         print(json.dumps({"raw_frames_per_s": round(raw), "raw_frame_bytes": raw_bytes, "whole": whole, "city": city}))
     finally:

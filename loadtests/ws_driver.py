@@ -3,9 +3,11 @@ frame-received latency (from each item's ``accepted_at``), drops and resumes.
 
     python loadtests/ws_driver.py --url ws://127.0.0.1:8000 --viewers 500 --duration 30 \
         --username coord --password sitrep-demo [--area city|whole|cells] [--rate 10] \
-        [--procs 2] [--sample 100] [--json]
+        [--procs 2] [--sample 100] [--encoding json|compact] [--json]
 
-Uses the public API only. A socket that is closed is reconnected and resumed from its last
+Uses the public API only. With ``--encoding compact`` the viewers subscribe to the compact
+positions form (docs/stream.md) and latency is measured from each compact position's
+``accepted_at_ms`` (index 8). A socket that is closed is reconnected and resumed from its last
 ``(epoch, seq)``; resumes (replayed or reset) and drops (4008) are counted.
 
 Built so that the driver is not the bottleneck it measures:
@@ -51,6 +53,20 @@ class _Item(msgspec.Struct):
     accepted_at: float = 0.0
 
 
+class _Position(msgspec.Struct, array_like=True):
+    """A compact position: [id, lon, lat, fix_time_ms, speed_mps, heading_deg, accuracy_m, flags, accepted_at_ms]."""
+
+    id: Any
+    lon: Any
+    lat: Any
+    fix_time_ms: Any
+    speed_mps: Any
+    heading_deg: Any
+    accuracy_m: Any
+    flags: Any
+    accepted_at_ms: float | None = None
+
+
 class _Msg(msgspec.Struct):
     type: str = ""
     sent_at: float = 0.0
@@ -58,6 +74,7 @@ class _Msg(msgspec.Struct):
     seq: int | None = None
     reset: bool = False
     items: list[_Item] = []
+    positions: list[_Position] = []
 
 
 _decode_msg = msgspec.json.Decoder(_Msg).decode
@@ -273,6 +290,8 @@ class Viewer:
             "topics": args.topics.split(","),
             "max_rate_hz": args.rate,
         }
+        if args.encoding != "json":
+            self.sub["encoding"] = args.encoding
         self.sub.update(area_for(args.area, rng))
         u = urlsplit(args.url)
         self.host, self.port = u.hostname or "127.0.0.1", u.port or 80
@@ -334,11 +353,16 @@ class Viewer:
             st = self.stats
             if st.counting:
                 st.sampled_frames += 1
-                st.items += len(m.items)
+                st.items += len(m.items) + len(m.positions)
             lat, srv = st.latency_ms, st.server_ms
             for it in m.items:
                 lat[int((now - it.accepted_at) * 1000)] += 1
                 srv[int((m.sent_at - it.accepted_at) * 1000)] += 1
+            now_ms, sent_ms = now * 1000, m.sent_at * 1000
+            for p in m.positions:
+                if p.accepted_at_ms is not None:
+                    lat[int(now_ms - p.accepted_at_ms)] += 1
+                    srv[int(sent_ms - p.accepted_at_ms)] += 1
             st.delivery_ms[int((now - m.sent_at) * 1000)] += 1
 
     async def run(self, stop: list[float]) -> None:
@@ -514,6 +538,7 @@ def run(args: argparse.Namespace, on_ready: Any = None) -> dict[str, Any]:
         "mb_per_s": round(total["bytes"] / elapsed / 1e6, 1),
         "bytes_per_frame": round(total["bytes"] / max(1, total["frames"])),
         "items_per_frame": round(total["items"] / max(1, total["sampled_frames"]), 1),
+        "encoding": args.encoding,
         "sampled_viewers": total["sampled_viewers"],
         "latency_ms": {f"p{p}": pct_from_hist(hist, p) for p in (50, 95, 99)},
         "server_part_ms": {f"p{p}": pct_from_hist(server_hist, p) for p in (50, 95)},
@@ -536,6 +561,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--username", default="coord")
     p.add_argument("--password", default="sitrep-demo")
     p.add_argument("--topics", default="positions")
+    p.add_argument("--encoding", choices=["json", "compact"], default="json", help="how positions travel")
     p.add_argument("--area", choices=["whole", "city", "cells"], default="whole")
     p.add_argument("--rate", type=float, default=10)
     p.add_argument("--procs", type=int, default=0, help="driver processes (default: one per 2,500 viewers, ≥1)")

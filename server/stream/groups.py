@@ -1,8 +1,11 @@
-"""Subscription groups: viewers with the same topics, area, rate and scope share one group.
+"""Subscription groups: viewers with the same topics, area, rate, scope and encoding share one group.
 
 A group filters each received batch once, coalesces what passes (newest state per
 ``(topic, key)``), and at most ``rate`` times a second encodes one delta frame that every member
-receives as the same string.
+receives as the same string. A ``compact`` group (see :mod:`.compact`) sends positions as arrays
+and a responder's meta only when it differs from what the group last sent; the record of what
+was sent is forgotten whenever a snapshot is read for the group (and, for bbox and cell areas,
+whenever a viewer joins), so every member has every meta it needs.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import compact
 from .area import Area
 from .scope import Scope
-from .ticks import Batch, Item, delta_frame
+from .ticks import Batch, Item, delta_frame_body
 from .viewer import Frame, ViewerSub
 
 GroupKey = tuple[Any, ...]
@@ -31,7 +35,7 @@ class SnapshotShare:
 
     __slots__ = ("body", "epoch", "expires", "frames", "future", "seq", "truncated")
 
-    def __init__(self, epoch: str, seq: int, future: asyncio.Future[tuple[list[bytes], bool]]) -> None:
+    def __init__(self, epoch: str, seq: int, future: asyncio.Future[tuple[str, bool]]) -> None:
         self.epoch = epoch
         self.seq = seq
         self.future = future
@@ -44,17 +48,36 @@ class SnapshotShare:
         return self.epoch == epoch and time.monotonic() < self.expires
 
     async def result(self) -> tuple[str, bool]:
-        """The joined items (encoded once) and whether the snapshot was truncated."""
-        items, truncated = await asyncio.shield(self.future)
+        """The snapshot's body fields (encoded once) and whether the snapshot was truncated."""
+        body, truncated = await asyncio.shield(self.future)
         if self.body is None:
-            self.body = b",".join(items).decode()
+            self.body = body
             self.truncated = truncated
             self.expires = time.monotonic() + SNAPSHOT_SHARE_S
         return self.body, self.truncated
 
 
-def group_key(topics: frozenset[str], area: Area, rate_hz: float, scope: Scope) -> GroupKey:
-    return (tuple(sorted(topics)), area.key(), round(rate_hz, 3), scope.key())
+def group_key(topics: frozenset[str], area: Area, rate_hz: float, scope: Scope, encoding: str = "json") -> GroupKey:
+    return (tuple(sorted(topics)), area.key(), round(rate_hz, 3), scope.key(), encoding)
+
+
+def body_fields(items: list[Item], encoding: str, meta_of: Callable[[Item], bytes | None] | None = None) -> str:
+    """A frame's body fields for ``items`` in ``encoding``; ``meta_of`` picks which meta to send
+    (default: every position's)."""
+    if encoding == "json":
+        return '"items":[' + b",".join([it.json for it in items]).decode() + "]"
+    other: list[bytes] = []
+    meta: list[bytes] = []
+    positions: list[bytes] = []
+    for it in items:
+        if it.compact is None:
+            other.append(it.json)
+            continue
+        positions.append(it.compact)
+        m = it.meta if meta_of is None else meta_of(it)
+        if m is not None:
+            meta.append(m)
+    return compact.join(other, meta, positions)
 
 
 class Group:
@@ -67,6 +90,7 @@ class Group:
         scope: Scope,
         epoch: Callable[[], str],
         on_frames: Callable[[int], None] | None = None,
+        encoding: str = "json",
     ) -> None:
         self.key = key
         self.topics = topics
@@ -77,7 +101,10 @@ class Group:
         self.members: set[ViewerSub] = set()
         self._epoch = epoch
         self._on_frames = on_frames
-        self._pending: dict[tuple[str, str], bytes] = {}
+        self.encoding = encoding
+        self._meta_sent: dict[str, bytes] = {}
+        """compact: per responder, the meta this group last sent (since it last forgot)."""
+        self._pending: dict[tuple[str, str], Item] = {}
         self._pending_seq = 0
         self._last_flush = 0.0
         self._timer: asyncio.TimerHandle | None = None
@@ -90,8 +117,33 @@ class Group:
             and self.area.matches(item.lon, item.lat, item.bbox, item.cells)
         )
 
-    def filter(self, batch: Batch) -> list[bytes]:
-        return [item.json for item in batch.items if self.matches(item)]
+    def filter(self, batch: Batch) -> list[Item]:
+        return [item for item in batch.items if self.matches(item)]
+
+    def add(self, sub: ViewerSub) -> None:
+        """A viewer joins. Its snapshot holds the meta of every responder in the area; one outside
+        the area then may enter it later, so a bbox or cell group forgets what it sent and sends
+        each responder's meta again on its next appearance (a whole-map snapshot has them all)."""
+        self.members.add(sub)
+        if not self.area.everywhere:
+            self.forget_meta()
+
+    def forget_meta(self) -> None:
+        self._meta_sent.clear()
+
+    def snapshot_started(self) -> None:
+        """A snapshot read for this group begins: frames from now on are handed to the viewers that
+        take it, so (bbox and cell areas) they must carry the meta of responders outside the
+        snapshot's area that enter it later."""
+        if not self.area.everywhere:
+            self.forget_meta()
+
+    def _meta_to_send(self, item: Item) -> bytes | None:
+        meta = item.meta
+        if meta is None or self._meta_sent.get(item.key) == meta:
+            return None
+        self._meta_sent[item.key] = meta
+        return meta
 
     def offer(self, batch: Batch) -> None:
         """Take a received batch: keep what this group sees, flush now or when the rate allows."""
@@ -99,13 +151,13 @@ class Group:
         taken = False
         for item in batch.items:
             if self.matches(item):
-                pending[(item.topic, item.key)] = item.json
+                pending[(item.topic, item.key)] = item
                 taken = True
         if taken:
             self.taken(batch.seq)
 
     def offer_pairs(self, seq: int, pairs: Any) -> None:
-        """Take pre-matched ``((topic, key), json)`` pairs (see :mod:`.router`)."""
+        """Take pre-matched ``((topic, key), item)`` pairs (see :mod:`.router`)."""
         self._pending.update(pairs)
         self.taken(seq)
 
@@ -127,7 +179,8 @@ class Group:
         items = list(self._pending.values())
         self._pending = {}
         self._last_flush = time.monotonic()
-        frame = Frame("delta", self._pending_seq, delta_frame(self._epoch(), self._pending_seq, items))
+        body = body_fields(items, self.encoding, self._meta_to_send)
+        frame = Frame("delta", self._pending_seq, delta_frame_body(self._epoch(), self._pending_seq, body))
         for sub in list(self.members):
             sub.deliver(frame)
         share = self.share
@@ -140,14 +193,16 @@ class Group:
             self._on_frames(len(self.members))
 
     def replay_frame(self, batch: Batch) -> Frame | None:
+        """A missed batch for a resuming viewer (compact: with every position's meta)."""
         items = self.filter(batch)
         if not items:
             return None
-        return Frame("delta", batch.seq, delta_frame(batch.epoch, batch.seq, items))
+        return Frame("delta", batch.seq, delta_frame_body(batch.epoch, batch.seq, body_fields(items, self.encoding)))
 
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self._pending = {}
+        self._meta_sent = {}
         self.share = None

@@ -324,9 +324,9 @@ class StreamHub:
                 f"at most {self.settings.stream_max_subscriptions} subscriptions per connection",
                 id=sub.id,
             )
-        group = self._group(sub.topics, sub.area, sub.max_rate_hz, viewer)
+        group = self._group(sub.topics, sub.area, sub.max_rate_hz, viewer, sub.encoding)
         vsub = ViewerSub(sub.id, viewer, group)
-        group.members.add(vsub)
+        group.add(vsub)
         viewer.subs[sub.id] = vsub
         point = (sub.epoch, sub.from_seq) if sub.epoch is not None else viewer.resume_point
         if point is not None and point[1] is not None:
@@ -334,11 +334,11 @@ class StreamHub:
                 return
         await self._send_snapshot(viewer, vsub, reset=point is not None)
 
-    def _group(self, topics: frozenset[str], area: Area, rate: float, viewer: Viewer) -> Group:
-        key = group_key(topics, area, rate, viewer.scope)
+    def _group(self, topics: frozenset[str], area: Area, rate: float, viewer: Viewer, encoding: str) -> Group:
+        key = group_key(topics, area, rate, viewer.scope, encoding)
         group = self.groups.get(key)
         if group is None:
-            group = Group(key, topics, area, rate, viewer.scope, lambda: self.epoch, self._frames_sent)
+            group = Group(key, topics, area, rate, viewer.scope, lambda: self.epoch, self._frames_sent, encoding)
             self.groups[key] = group
             self._groups_version += 1
         return group
@@ -406,6 +406,7 @@ class StreamHub:
         if share is None or not share.usable(self.epoch):
             share = SnapshotShare(self.epoch, self.last_seq, asyncio.ensure_future(self._load_snapshot(group)))
             group.share = share
+            group.snapshot_started()
         try:
             body, truncated = await share.result()
         except Exception:
@@ -433,6 +434,8 @@ class StreamHub:
                 viewer.put(frame)
         vsub.release()
 
-    async def _load_snapshot(self, group: Group) -> tuple[list[bytes], bool]:
+    async def _load_snapshot(self, group: Group) -> tuple[str, bool]:
         async with self._snapshot_slots, self.runtime.pool.acquire() as conn:
-            return await snapshot.load(conn, group.topics, group.area, group.scope, self.settings.stream_snapshot_limit)
+            return await snapshot.load(
+                conn, group.topics, group.area, group.scope, self.settings.stream_snapshot_limit, group.encoding
+            )

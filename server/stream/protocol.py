@@ -16,6 +16,7 @@ import msgspec
 from ..bus import TOPICS
 from ..settings import StreamSettings
 from .area import Area, cells_envelope
+from .compact import ENCODINGS
 
 MAX_MESSAGE_BYTES = 256 * 1024
 CLIENT_TYPES = ("subscribe", "unsubscribe", "resume", "ping")
@@ -43,6 +44,8 @@ class Subscribe:
     max_rate_hz: float
     epoch: str | None = None
     from_seq: int | None = None
+    encoding: str = "json"
+    """How ``positions`` items are written: ``json`` objects or ``compact`` arrays (see ``.compact``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +112,7 @@ def _position(epoch: Any, from_seq: Any, mid: str | None) -> tuple[str | None, i
 
 def parse_subscribe(msg: dict[str, Any], settings: StreamSettings) -> Subscribe:
     mid = msg.get("id") or "default"
-    unknown = set(msg) - {"type", "id", "topics", "bbox", "cells", "max_rate_hz", "epoch", "from_seq"}
+    unknown = set(msg) - {"type", "id", "topics", "bbox", "cells", "max_rate_hz", "epoch", "from_seq", "encoding"}
     if unknown:
         raise StreamError("invalid_message", f"unknown fields: {', '.join(sorted(unknown))}", id=mid)
     topics = parse_topics(msg.get("topics"), mid)
@@ -119,7 +122,10 @@ def parse_subscribe(msg: dict[str, Any], settings: StreamSettings) -> Subscribe:
         raise StreamError("invalid_message", "`max_rate_hz` must be a positive number", id=mid)
     rate = min(float(rate), settings.stream_max_rate_hz)
     epoch, from_seq = _position(msg.get("epoch"), msg.get("from_seq"), mid)
-    return Subscribe(mid, topics, area, rate, epoch, from_seq)
+    encoding = msg.get("encoding", "json")
+    if encoding not in ENCODINGS:
+        raise StreamError("invalid_message", f"`encoding` must be one of {', '.join(ENCODINGS)}", id=mid)
+    return Subscribe(mid, topics, area, rate, epoch, from_seq, encoding)
 
 
 def parse_topics(raw: Any, mid: str | None) -> frozenset[str]:

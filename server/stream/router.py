@@ -58,8 +58,8 @@ class Router:
             )  # groups x points
             keys = np.empty(len(point), dtype=object)
             keys[:] = [(items[i].topic, items[i].key) for i in point]
-            jsons = np.empty(len(point), dtype=object)
-            jsons[:] = [items[i].json for i in point]
+            picked = np.empty(len(point), dtype=object)
+            picked[:] = [items[i] for i in point]
             topics = np.array([items[i].topic for i in point], dtype=object)
             by_topics: dict[frozenset[str], np.ndarray] = {}
         for g, group in enumerate(self._box_groups):
@@ -71,8 +71,8 @@ class Router:
                     by_topics[group.topics] = wanted
                 sel = mask & wanted
                 if sel.any():
-                    group.offer_pairs(batch.seq, zip(keys[sel].tolist(), jsons[sel].tolist(), strict=True))
+                    group.offer_pairs(batch.seq, zip(keys[sel].tolist(), picked[sel].tolist(), strict=True))
             if rest:
-                extra = [((it.topic, it.key), it.json) for it in rest if group.matches(it)]
+                extra = [((it.topic, it.key), it) for it in rest if group.matches(it)]
                 if extra:
                     group.offer_pairs(batch.seq, extra)

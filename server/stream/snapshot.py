@@ -1,5 +1,7 @@
 """Snapshots: the current state of an area, read from PostgreSQL, in the same item shape as
-deltas (``topic``, ``key``, ``data``, ``accepted_at``), filtered by the subscriber's scope."""
+deltas (``topic``, ``key``, ``data``, ``accepted_at``), filtered by the subscriber's scope. With
+the ``compact`` encoding, positions are a ``meta`` and a ``positions`` array per responder
+(see :mod:`.compact`), encoded by the same functions as compact deltas."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import msgspec
 from ..hazards.repository import HAZARD_COLS, hazard_change
 from ..incidents.repository import INCIDENT_COLS
 from ..incidents.scope import to_incident
+from . import compact
 from .area import Area
 from .scope import Scope
 
@@ -32,6 +35,18 @@ SELECT ST_X(lp.geom) AS lon, ST_Y(lp.geom) AS lat, (
     ) AS data, extract(epoch FROM lp.received_at)::float8 AS accepted_at
   ) i
 ) AS item
+FROM latest_positions lp JOIN responders r ON r.id = lp.responder_id
+WHERE ($1::float8 IS NULL OR lp.geom && ST_MakeEnvelope($1, $2, $3, $4, 4326))
+  AND ($5::boolean OR r.team_id = $6::uuid OR r.id = $7::uuid)
+ORDER BY lp.responder_id
+LIMIT $8
+"""
+
+# The compact form: plain columns, encoded in Python by the same functions as compact deltas.
+COMPACT_POSITIONS_SQL = """
+SELECT lp.responder_id::text AS id, r.callsign, ST_X(lp.geom) AS lon, ST_Y(lp.geom) AS lat, lp.fix_time,
+       lp.accuracy_m, lp.speed_mps, lp.heading_deg, lp.battery_pct, r.status, lp.stale, r.team_id::text AS team_id,
+       extract(epoch FROM lp.received_at)::float8 AS accepted_at
 FROM latest_positions lp JOIN responders r ON r.id = lp.responder_id
 WHERE ($1::float8 IS NULL OR lp.geom && ST_MakeEnvelope($1, $2, $3, $4, 4326))
   AND ($5::boolean OR r.team_id = $6::uuid OR r.id = $7::uuid)
@@ -87,17 +102,46 @@ def _item(topic: str, key: str, data: dict[str, Any], accepted_at: float) -> byt
 
 
 async def load(
-    conn: asyncpg.Connection, topics: frozenset[str], area: Area, scope: Scope, limit: int
-) -> tuple[list[bytes], bool]:
-    """Encoded snapshot items for ``topics`` in ``area`` and whether any topic hit ``limit``."""
+    conn: asyncpg.Connection,
+    topics: frozenset[str],
+    area: Area,
+    scope: Scope,
+    limit: int,
+    encoding: str = "json",
+) -> tuple[str, bool]:
+    """The snapshot's body fields for ``topics`` in ``area`` (``"items":[…]``, plus ``meta`` and
+    ``positions`` when compact) and whether any topic hit ``limit``."""
     env = area.bbox or area.envelope
     box: list[float | None] = list(env) if env else [None, None, None, None]
     everyone = scope.kind == "all"
     team = scope.team_id
     rsp = scope.responder_id
     items: list[bytes] = []
+    meta: list[bytes] = []
+    positions: list[bytes] = []
     truncated = False
-    if "positions" in topics and scope.kind != "public":
+    if "positions" in topics and scope.kind != "public" and encoding == "compact":
+        rows = await conn.fetch(COMPACT_POSITIONS_SQL, *box, everyone, team, rsp, limit)
+        truncated |= len(rows) >= limit
+        for r in rows:
+            if area.cells is not None and not area.contains_point(r["lon"], r["lat"]):
+                continue
+            rid = r["id"]
+            meta.append(compact.meta_array(rid, r["callsign"], r["status"], r["team_id"], r["battery_pct"]))
+            positions.append(
+                compact.position_array(
+                    rid,
+                    r["lon"],
+                    r["lat"],
+                    r["fix_time"],
+                    r["speed_mps"],
+                    r["heading_deg"],
+                    r["accuracy_m"],
+                    r["stale"],
+                    r["accepted_at"],
+                )
+            )
+    elif "positions" in topics and scope.kind != "public":
         rows = await conn.fetch(POSITIONS_SQL, *box, everyone, team, rsp, limit)
         truncated |= len(rows) >= limit
         exact = area.cells is not None  # a bbox is exact in SQL already
@@ -141,7 +185,9 @@ async def load(
                 "geometry": r["geometry"],
             }
             items.append(_item("alerts", aid, data, r["accepted_at"]))
-    return items, truncated
+    if encoding == "compact":
+        return compact.join(items, meta, positions), truncated
+    return '"items":[' + b",".join(items).decode() + "]", truncated
 
 
 def _headline(content: Any) -> str | None:
@@ -155,12 +201,10 @@ def _headline(content: Any) -> str | None:
     return content.get("headline") if isinstance(content.get("headline"), str) else None
 
 
-def snapshot_message(
-    sub_id: str, epoch: str, seq: int, items: list[bytes] | str, *, reset: bool, truncated: bool
-) -> str:
+def snapshot_message(sub_id: str, epoch: str, seq: int, body: str, *, reset: bool, truncated: bool) -> str:
+    """A snapshot message around the body fields :func:`load` returned."""
     head = (
         f'{{"type":"snapshot","id":{_enc.encode(sub_id).decode()},"epoch":"{epoch}","seq":{seq},'
-        f'"reset":{"true" if reset else "false"},"truncated":{"true" if truncated else "false"},"items":['
+        f'"reset":{"true" if reset else "false"},"truncated":{"true" if truncated else "false"},'
     )
-    body = items if isinstance(items, str) else b",".join(items).decode()
-    return head + body + "]}"
+    return head + body + "}"

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from ..bus import Change
+from .compact import encode_change
 
 BBox = tuple[float, float, float, float]
 
@@ -56,10 +57,12 @@ class Item:
         "accepted_at",
         "bbox",
         "cells",
+        "compact",
         "json",
         "key",
         "lat",
         "lon",
+        "meta",
         "public",
         "responder_ids",
         "team_id",
@@ -77,6 +80,12 @@ class Item:
         self.public = w.public
         self.accepted_at = w.accepted_at
         self.json = _enc.encode(ClientItem(w.topic, w.key, w.data, w.accepted_at))
+        self.compact: bytes | None = None
+        """Positions only: the compact position array (see :mod:`.compact`); other topics stay JSON."""
+        self.meta: bytes | None = None
+        """Positions only: the compact meta array (callsign, status, team, battery)."""
+        if w.topic == "positions":
+            self.compact, self.meta = encode_change(w.key, w.data, w.accepted_at, w.team_id)
         self.cells: dict[int, int] = {}
         """H3 cell of the point per resolution, computed once per batch for cell areas."""
 
@@ -140,8 +149,15 @@ class Coalescer:
 
 def delta_frame(epoch: str, seq: int, items: list[bytes], sent_at: float | None = None) -> str:
     """One delta message; built from pre-encoded items, so a frame costs one join."""
-    head = f'{{"type":"delta","epoch":"{epoch}","seq":{seq},"sent_at":{time.time() if sent_at is None else sent_at:.6f},"items":['
-    return head + b",".join(items).decode() + "]}"
+    return delta_frame_body(epoch, seq, '"items":[' + b",".join(items).decode() + "]", sent_at)
+
+
+def delta_frame_body(epoch: str, seq: int, body: str, sent_at: float | None = None) -> str:
+    """One delta message around pre-joined body fields (``"items":[…]`` or the compact fields)."""
+    head = (
+        f'{{"type":"delta","epoch":"{epoch}","seq":{seq},"sent_at":{time.time() if sent_at is None else sent_at:.6f},'
+    )
+    return head + body + "}"
 
 
 def message(obj: dict[str, Any]) -> str:

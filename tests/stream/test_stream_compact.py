@@ -1,0 +1,318 @@
+"""The compact positions encoding: pure (encoding, group meta bookkeeping, protocol) and against the
+real server (snapshot, deltas, a status change, json and compact viewers side by side, resume)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from server.bus import Change
+from server.security import Principal
+from server.settings import StreamSettings
+from server.stream.area import Area
+from server.stream.compact import FLAG_DELETED, FLAG_STALE, expand
+from server.stream.groups import Group, group_key
+from server.stream.protocol import StreamError, Subscribe, parse_message
+from server.stream.scope import Scope
+from server.stream.ticks import decode_batch, encode_batch
+from server.stream.viewer import Viewer, ViewerSub
+from tests.conftest import Database, ServerProcess, login
+from tests.positions.helpers import device_headers, fix, iso, new_device, unique_time
+
+from .helpers import Viewer as WsViewer
+from .helpers import open_viewer
+
+S = StreamSettings()
+CITY = (-91.6656, 41.9779)
+TEAM = str(uuid.uuid4())
+
+
+def position(rid: str, k: int, **over: Any) -> Change:
+    """A positions change shaped like the ingest batcher's."""
+    lon, lat = CITY[0] + k * 0.00012345678, CITY[1] - k * 0.00009876543
+    data: dict[str, Any] = {
+        "id": rid,
+        "callsign": f"E1-{rid[:3]}",
+        "lon": lon,
+        "lat": lat,
+        "fix_time": (datetime(2026, 5, 1, 12, 0, tzinfo=UTC) + timedelta(seconds=k, microseconds=123456))
+        .isoformat()
+        .replace("+00:00", "Z"),
+        "accuracy_m": 4.25 + k,
+        "speed_mps": 1.37 * k if k % 3 else None,
+        "heading_deg": (37.44 * k) % 360,
+        "battery_pct": 81.6 - k,
+        "status": "available",
+        "stale": k % 4 == 3,
+        "h3": "89267450d27ffff",
+    }
+    data.update(over)
+    return Change("positions", rid, data, accepted_at=1777636800.123456 + k, lon=lon, lat=lat, team_id=TEAM)
+
+
+def member(group: Group) -> Viewer:
+    viewer = Viewer(
+        Principal("user", uuid.uuid4(), "coord", "coordinator", None, None), Scope("all"), 64, lambda v: None
+    )
+    group.add(ViewerSub(f"s{id(viewer)}", viewer, group, holding=False))
+    return viewer
+
+
+def new_group(encoding: str, area: Area | None = None) -> Group:
+    area = area or Area(bbox=(-92.0, 41.0, -91.0, 42.5))
+    key = group_key(frozenset({"positions", "incidents"}), area, 10, Scope("all"), encoding)
+    return Group(key, frozenset({"positions", "incidents"}), area, 10, Scope("all"), lambda: "ep", encoding=encoding)
+
+
+def assert_same(compact_data: dict[str, Any], json_data: dict[str, Any]) -> None:
+    """What a compact position + meta decode to equals the json form (within the documented rounding)."""
+    assert compact_data["id"] == json_data["id"]
+    assert compact_data["lon"] == pytest.approx(json_data["lon"], abs=5e-7)
+    assert compact_data["lat"] == pytest.approx(json_data["lat"], abs=5e-7)
+    fix_ms = datetime.fromisoformat(compact_data["fix_time"]).timestamp() * 1000
+    assert fix_ms == pytest.approx(datetime.fromisoformat(json_data["fix_time"]).timestamp() * 1000, abs=0.5)
+    for name in ("speed_mps", "heading_deg", "accuracy_m"):
+        if json_data[name] is None:
+            assert compact_data[name] is None
+        else:
+            assert compact_data[name] == pytest.approx(json_data[name], abs=0.0501)
+    assert compact_data["stale"] is json_data["stale"]
+    for name in ("callsign", "status"):
+        assert compact_data[name] == json_data[name]
+    battery = json_data["battery_pct"]
+    assert compact_data["battery_pct"] == (None if battery is None else round(battery))
+
+
+async def test_compact_items_decode_to_the_json_forms_values() -> None:
+    changes = [position(f"r{k:02d}", k) for k in range(12)] + [
+        Change("incidents", "i1", {"id": "i1", "title": "Fire"}, lon=CITY[0], lat=CITY[1])
+    ]
+    batch = decode_batch("ep", 4, encode_batch(changes, "w"))
+    jg, cg = new_group("json"), new_group("compact")
+    jv, cv = member(jg), member(cg)
+    jg.offer(batch)
+    cg.offer(batch)
+    jframe = json.loads((await jv.next_frames())[0].text)
+    cframe = json.loads((await cv.next_frames())[0].text)
+    assert "encoding" not in jframe and cframe["encoding"] == "compact"
+    assert (cframe["type"], cframe["epoch"], cframe["seq"]) == (jframe["type"], jframe["epoch"], jframe["seq"])
+    by_key = {i["key"]: i for i in jframe["items"]}
+    # Other topics keep their json objects; positions become arrays, with meta on first sight.
+    assert [i["key"] for i in cframe["items"]] == ["i1"] and cframe["items"][0] == by_key["i1"]
+    metas = {m[0]: m for m in cframe["meta"]}
+    assert len(cframe["positions"]) == len(metas) == 12
+    for p in cframe["positions"]:
+        j = by_key[p[0]]
+        data = expand(p, metas[p[0]])
+        assert_same(data, j["data"])
+        assert data["team_id"] == TEAM
+        assert p[8] == round(j["accepted_at"] * 1000)
+        assert isinstance(p[3], int) and isinstance(p[8], int)
+        assert bool(p[7] & FLAG_STALE) is j["data"]["stale"]
+    # A moving responder costs well under 120 bytes per tick once its meta is known.
+    assert max(len(json.dumps(p, separators=(",", ":"))) for p in cframe["positions"]) < 110
+
+
+async def test_compact_group_sends_meta_only_when_it_changes() -> None:
+    group = new_group("compact")
+    viewer = member(group)
+
+    async def frame(*changes: Change, seq: int) -> dict[str, Any]:
+        group._last_flush = 0.0  # no rate wait in the test
+        group.offer(decode_batch("ep", seq, encode_batch(list(changes), "w")))
+        return json.loads((await viewer.next_frames())[-1].text)
+
+    first = await frame(position("a", 1), position("b", 2), seq=1)
+    assert {m[0] for m in first["meta"]} == {"a", "b"}
+    moved = await frame(position("a", 5), position("b", 6), seq=2)  # battery moves with k: whole percent
+    assert {m[0] for m in moved["meta"]} == {"a", "b"}
+    same = await frame(position("a", 5, lon=CITY[0] + 0.01), position("b", 6, lon=CITY[0] + 0.02), seq=3)
+    assert same["meta"] == [] and len(same["positions"]) == 2
+    busy = await frame(position("a", 5, status="busy"), position("b", 6), seq=4)
+    assert busy["meta"] == [["a", "E1-a", "busy", TEAM, 77]] and len(busy["positions"]) == 2
+    gone = await frame(Change("positions", "b", {"id": "b", "deleted": True}, lon=CITY[0], lat=CITY[1]), seq=5)
+    assert gone["meta"] == [] and gone["positions"][0][0] == "b" and gone["positions"][0][7] & FLAG_DELETED
+    assert expand(gone["positions"][0]) == {"id": "b", "deleted": True}
+    # A viewer joining a bbox group makes the group send every meta again on next sight.
+    member(group)
+    again = await frame(position("a", 5, status="busy"), seq=6)
+    assert [m[0] for m in again["meta"]] == ["a"]
+    # The whole-map group does not (its snapshot has every responder's meta).
+    everywhere = new_group("compact", Area())
+    v = member(everywhere)
+    everywhere.offer(decode_batch("ep", 7, encode_batch([position("a", 5)], "w")))
+    assert len(json.loads((await v.next_frames())[0].text)["meta"]) == 1
+    member(everywhere)
+    everywhere._last_flush = 0.0
+    everywhere.offer(decode_batch("ep", 8, encode_batch([position("a", 5)], "w")))
+    assert json.loads((await v.next_frames())[0].text)["meta"] == []
+    for g in (group, everywhere):
+        g.close()
+
+
+async def test_replayed_compact_batches_carry_every_meta() -> None:
+    group = new_group("compact")
+    member(group)
+    group.offer(decode_batch("ep", 1, encode_batch([position("a", 1)], "w")))
+    replay = group.replay_frame(decode_batch("ep", 1, encode_batch([position("a", 1)], "w")))
+    assert replay is not None
+    body = json.loads(replay.text)
+    assert body["seq"] == 1 and [m[0] for m in body["meta"]] == ["a"] and len(body["positions"]) == 1
+    group.close()
+
+
+def test_encoding_is_parsed_and_keys_groups() -> None:
+    sub = parse_message('{"type":"subscribe","topics":["positions"],"encoding":"compact"}', S)
+    assert isinstance(sub, Subscribe) and sub.encoding == "compact"
+    plain = parse_message('{"type":"subscribe","topics":["positions"]}', S)
+    assert isinstance(plain, Subscribe) and plain.encoding == "json"
+    with pytest.raises(StreamError) as info:
+        parse_message('{"type":"subscribe","topics":["positions"],"encoding":"protobuf"}', S)
+    assert info.value.code == "invalid_message" and "encoding" in info.value.message
+    area, scope = Area(), Scope("all")
+    t = frozenset({"positions"})
+    assert group_key(t, area, 10, scope, "json") != group_key(t, area, 10, scope, "compact")
+    assert group_key(t, area, 10, scope, "compact") == group_key(t, area, 10, scope, "compact")
+
+
+# ---- against the server --------------------------------------------------------------------
+def positions_of(msg: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Decoded compact positions of a snapshot or delta, by responder (meta merged when present)."""
+    metas = {m[0]: m for m in msg.get("meta", [])}
+    return {p[0]: expand(p, metas.get(p[0])) for p in msg.get("positions", [])}
+
+
+async def compact_item(v: WsViewer, rid: str, pred: Any = lambda d: True, timeout: float = 5.0) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+
+    def match(m: dict[str, Any]) -> bool:
+        if m.get("type") != "delta" or m.get("encoding") != "compact":
+            return False
+        data = positions_of(m).get(rid)
+        if data is not None and pred(data):
+            found["data"], found["frame"] = data, m
+            return True
+        return False
+
+    await v.next(match, timeout)
+    return found
+
+
+async def test_compact_snapshot_matches_the_json_snapshot(server: ServerProcess, client: httpx.AsyncClient) -> None:
+    token = await login(client, "coord")
+    v = await open_viewer(server.ws_url, token)
+    try:
+        j = await v.subscribe(id="j", topics=["positions", "incidents"])
+        c = await v.subscribe(id="c", topics=["positions", "incidents"], encoding="compact")
+        assert c["type"] == "snapshot" and c["encoding"] == "compact" and "encoding" not in j
+        jpos = {i["key"]: i for i in j["items"] if i["topic"] == "positions"}
+        cpos = positions_of(c)
+        assert set(cpos) == set(jpos) and len(cpos) >= 10
+        assert {m[0] for m in c["meta"]} == set(jpos)
+        for rid, data in cpos.items():
+            assert_same(data, jpos[rid]["data"])
+        accepted = {p[0]: p[8] for p in c["positions"]}
+        assert all(accepted[k] == round(i["accepted_at"] * 1000) for k, i in jpos.items())
+        # Incidents stay json objects in a compact snapshot.
+        assert [i for i in c["items"] if i["topic"] == "incidents"] == [
+            i for i in j["items"] if i["topic"] == "incidents"
+        ]
+        assert not any(i["topic"] == "positions" for i in c["items"])
+    finally:
+        await v.ws.close()
+
+
+async def test_json_and_compact_viewers_on_one_area_each_get_their_form(
+    server: ServerProcess, client: httpx.AsyncClient, database: Database
+) -> None:
+    token = await login(client, "coord")
+    bbox = [-91.80, 41.90, -91.55, 42.06]
+    jv = await open_viewer(server.ws_url, token)
+    cv = await open_viewer(server.ws_url, token)
+    try:
+        await jv.subscribe(topics=["positions"], bbox=bbox)
+        await cv.subscribe(topics=["positions"], bbox=bbox, encoding="compact")
+        device = database.devices[7]
+        rid = device["responder_id"]
+        body = fix(lon=-91.6612345678, lat=41.9812345678, speed_mps=2.345, heading_deg=91.25, battery_pct=64.4)
+        r = await client.post("/v1/positions", json=[body], headers=device_headers(device))
+        assert r.status_code == 200, r.text
+        jframe, jitem = await jv.item("positions", rid, lambda d: d["fix_time"] == body["fix_time"])
+        got = await compact_item(cv, rid, lambda d: d["lon"] == pytest.approx(-91.661235, abs=1e-9))
+        assert "encoding" not in jframe and all(isinstance(i, dict) for i in jframe["items"])
+        assert got["frame"]["items"] == [] or all(i["topic"] != "positions" for i in got["frame"]["items"])
+        assert_same(got["data"], jitem["data"])
+        compact_pos = next(p for p in got["frame"]["positions"] if p[0] == rid)
+        assert compact_pos[8] == round(jitem["accepted_at"] * 1000)
+        assert got["frame"]["seq"] == jframe["seq"] and got["frame"]["epoch"] == jframe["epoch"]
+    finally:
+        await jv.ws.close()
+        await cv.ws.close()
+
+
+async def test_status_change_reaches_a_compact_viewer(
+    server: ServerProcess, client: httpx.AsyncClient, database: Database, admin_headers: dict[str, str]
+) -> None:
+    token = await login(client, "coord")
+    v = await open_viewer(server.ws_url, token)
+    device = database.devices[9]
+    rid = device["responder_id"]
+    try:
+        snap = await v.subscribe(topics=["positions"], encoding="compact")
+        before = positions_of(snap)[rid]
+        new_status = "off_duty" if before["status"] != "off_duty" else "available"
+        r = await client.patch(f"/v1/responders/{rid}", json={"status": new_status}, headers=admin_headers)
+        assert r.status_code == 200, r.text
+        r = await client.post("/v1/positions", json=[fix()], headers=device_headers(device))
+        assert r.status_code == 200, r.text
+        got = await compact_item(v, rid, lambda d: d.get("status") == new_status)
+        assert got["data"]["callsign"] == before["callsign"] and got["data"]["stale"] is False
+        # The next fix with the same meta carries none.
+        moved = fix(lon=got["data"]["lon"] + 0.0005)
+        r = await client.post("/v1/positions", json=[moved], headers=device_headers(device))
+        later = await compact_item(v, rid, lambda d: d["lon"] == pytest.approx(moved["lon"], abs=1e-6))
+        assert "status" not in later["data"]
+        # A stale position is flagged in the compact item itself (a new responder's first fix, an hour old),
+        # and a responder the viewer has not seen yet arrives with its meta.
+        other = await new_device(client, admin_headers)
+        old = iso(unique_time(seconds_ago=3600))
+        r = await client.post("/v1/positions", json=[fix(fix_time=old)], headers=device_headers(other))
+        assert r.status_code == 200, r.text
+        stale = await compact_item(v, other["responder_id"])
+        assert stale["data"]["stale"] is True and stale["data"]["callsign"].startswith("T-")
+    finally:
+        await client.patch(f"/v1/responders/{rid}", json={"status": "available"}, headers=admin_headers)
+        await v.ws.close()
+
+
+async def test_compact_resume_replays_missed_batches_in_compact_form(
+    server: ServerProcess, client: httpx.AsyncClient, database: Database
+) -> None:
+    token = await login(client, "coord")
+    v = await open_viewer(server.ws_url, token)
+    snap = await v.subscribe(topics=["positions"], encoding="compact")
+    await v.ws.close()
+    devices = database.devices[11:13]
+    for d in devices:
+        r = await client.post("/v1/positions", json=[fix()], headers=device_headers(d))
+        assert r.status_code == 200
+        await asyncio.sleep(0.08)
+    await asyncio.sleep(0.2)
+    v = await open_viewer(server.ws_url, token)
+    try:
+        resumed = await v.subscribe(topics=["positions"], encoding="compact", epoch=snap["epoch"], from_seq=snap["seq"])
+        assert resumed["type"] == "resumed"
+        seen: dict[str, dict[str, Any]] = {}
+        while not {d["responder_id"] for d in devices} <= set(seen):
+            frame = await v.of_type("delta")
+            assert frame["encoding"] == "compact" and frame["seq"] > snap["seq"]
+            seen.update(positions_of(frame))
+        assert all("callsign" in seen[d["responder_id"]] for d in devices)  # replay carries meta
+    finally:
+        await v.ws.close()
