@@ -98,14 +98,16 @@ async def stream_sse(
     bbox: str | None = None,
     cells: str | None = None,
     max_rate_hz: float | None = None,
+    encoding: str | None = None,
 ) -> Stream:
     """The same events as the WebSocket (`snapshot`, `delta`, `heartbeat`, `resumed`, `error`), one
-    subscription per request. Resume with `Last-Event-ID: <epoch>:<seq>`."""
+    subscription per request. Resume with `Last-Event-ID: <epoch>:<seq>`. `encoding=compact` sends
+    positions in the compact form (docs/stream.md)."""
     principal = _sse_principal(request)
     if not allowed(principal.role, "stream:read"):
         raise Forbidden("role may not read the stream")
     hub = _hub(request)
-    sub = _sse_subscription(request, hub, topics, bbox, cells, max_rate_hz)
+    sub = _sse_subscription(request, hub, topics, bbox, cells, max_rate_hz, encoding)
     try:
         check_topics(principal, sub.topics, sub.id)
     except StreamError as exc:
@@ -125,8 +127,11 @@ def _sse_subscription(
     bbox: str | None,
     cells: str | None,
     max_rate_hz: float | None,
+    encoding: str | None = None,
 ) -> Any:
     msg: dict[str, Any] = {"type": "subscribe", "id": "sse", "topics": topics}
+    if encoding is not None:
+        msg["encoding"] = encoding
     if bbox is not None:
         msg["bbox"] = bbox
     if cells is not None:
@@ -142,6 +147,8 @@ def _sse_subscription(
         return parse_subscribe(msg, hub.settings)
     except StreamError as exc:
         field = {"unknown_topic": "topics", "invalid_area": "bbox", "area_too_large": "bbox"}.get(exc.code, "query")
+        if "encoding" in exc.message:
+            field = "encoding"
         if cells is not None and field == "bbox":
             field = "cells"
         raise InvalidInput(exc.message, errors=[{"field": field, "message": exc.message}]) from None

@@ -316,3 +316,15 @@ async def test_compact_resume_replays_missed_batches_in_compact_form(
         assert all("callsign" in seen[d["responder_id"]] for d in devices)  # replay carries meta
     finally:
         await v.ws.close()
+
+
+async def test_sse_takes_the_compact_encoding(server: ServerProcess, client: httpx.AsyncClient) -> None:
+    from .test_stream_server import SSEReader
+
+    headers = {"Authorization": f"Bearer {await login(client, 'coord')}"}
+    async with client.stream("GET", "/v1/stream/sse?topics=positions&encoding=compact", headers=headers) as r:
+        assert r.status_code == 200
+        snap = json.loads((await SSEReader(r).next())["data"])
+        assert snap["type"] == "snapshot" and snap["encoding"] == "compact" and snap["positions"] and snap["meta"]
+    r = await client.get("/v1/stream/sse?topics=positions&encoding=xml", headers=headers)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "encoding"
