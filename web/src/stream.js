@@ -11,10 +11,12 @@ export class StreamClient {
    * @param {(items: object[], meta: {snapshot: boolean, reset: boolean}) => void} o.onItems
    * @param {(state: {state: string, since: number|null, detail?: string}) => void} o.onStatus
    * @param {() => Promise<void>} [o.poll] called every second while the stream is down
+   * @param {"compact"|"json"} [o.encoding] how positions travel (compact arrays, decoded here into the json item shape)
    */
-  constructor({ topics = TOPICS, bbox = null, onItems, onStatus, poll }) {
+  constructor({ topics = TOPICS, bbox = null, onItems, onStatus, poll, encoding = "compact" }) {
     this.topics = topics;
     this.bbox = bbox;
+    this.encoding = encoding;
     this.onItems = onItems;
     this.onStatus = onStatus;
     this.poll = poll;
@@ -64,6 +66,7 @@ export class StreamClient {
       opened = true;
       this.lastMessageAt = Date.now();
       const sub = { type: "subscribe", id: "s1", topics: this.topics };
+      if (this.encoding !== "json") sub.encoding = this.encoding;
       if (this.bbox) sub.bbox = this.bbox;
       if (this.epoch !== null && this.seq !== null) {
         sub.epoch = this.epoch;
@@ -150,11 +153,16 @@ export class StreamClient {
           return;
         }
         this._position(msg);
+        const items = deltaItems(msg);
         this.stats.deltas++;
-        this.stats.items += msg.items?.length || 0;
+        this.stats.items += items.length;
         // End-to-end latency (server accepted → applied here), for the badge tooltip and the tests.
-        if (msg.items?.length) this.stats.lastLatencyS = Date.now() / 1000 - Math.max(...msg.items.map((i) => i.accepted_at || 0));
-        this.onItems(msg.items || [], { snapshot: false, reset: false });
+        if (items.length) {
+          let newest = 0;
+          for (const i of items) if (i.accepted_at > newest) newest = i.accepted_at;
+          this.stats.lastLatencyS = Date.now() / 1000 - newest;
+        }
+        this.onItems(items, { snapshot: false, reset: false });
         if (this.state !== "live") {
           this.attempt = 0;
           this.lastLiveAt = null;
@@ -189,8 +197,40 @@ export class StreamClient {
   }
 }
 
+/**
+ * Compact positions (docs/stream.md): meta [id, callsign, status, team_id, battery_pct] and
+ * position [id, lon, lat, fix_time_ms, speed_mps, heading_deg, accuracy_m, flags, accepted_at_ms],
+ * decoded into the json item shape ({topic, key, data, accepted_at}); meta items come first, so a
+ * responder's callsign and status are known before its position is drawn.
+ */
+export function compactItems(msg) {
+  const out = Array.isArray(msg.items) ? msg.items.slice() : [];
+  for (const m of msg.meta || []) {
+    const data = { id: m[0], callsign: m[1], status: m[2], team_id: m[3] };
+    if (m[4] !== null && m[4] !== undefined) data.battery_pct = m[4];
+    out.push({ topic: "positions", key: m[0], data, accepted_at: null });
+  }
+  for (const p of msg.positions || []) {
+    const accepted = p[8] === null ? null : p[8] / 1000;
+    if (p[7] & 2) {
+      out.push({ topic: "positions", key: p[0], data: { id: p[0], deleted: true }, accepted_at: accepted });
+      continue;
+    }
+    const data = { id: p[0], lon: p[1], lat: p[2], speed_mps: p[4], heading_deg: p[5], accuracy_m: p[6], stale: !!(p[7] & 1) };
+    if (p[3] !== null) data.fix_time = new Date(p[3]).toISOString();
+    out.push({ topic: "positions", key: p[0], data, accepted_at: accepted });
+  }
+  return out;
+}
+
+/** A delta's items in the json shape, whatever its encoding. */
+export function deltaItems(msg) {
+  return msg.encoding === "compact" ? compactItems(msg) : msg.items || [];
+}
+
 /** Snapshot messages list items as [{topic, key, data}] or group them per topic ({topics: {positions: [...]}}). */
 export function snapshotItems(msg) {
+  if (msg.encoding === "compact") return compactItems(msg);
   if (Array.isArray(msg.items)) return msg.items;
   const out = [];
   const groups = msg.topics && !Array.isArray(msg.topics) ? msg.topics : msg.data && typeof msg.data === "object" ? msg.data : msg;
