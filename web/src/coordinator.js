@@ -7,6 +7,7 @@ import { h, clear, notice, fmtTime } from "./ui.js";
 import { IncidentsPanel } from "./incidents.js";
 import { DrawPanel } from "./draw.js";
 import { FeedsPanel } from "./feeds.js";
+import { AlertsPanel } from "./alerts.js";
 import { isStale } from "./model.js";
 
 export function mount(main, { me, badge }) {
@@ -23,12 +24,14 @@ export function mount(main, { me, badge }) {
 
   const incidents = new IncidentsPanel(lm, { canWrite, me });
   const draw = canWrite ? new DrawPanel(lm) : null;
+  const alerts = canWrite ? new AlertsPanel(lm, { me }) : null;
   const feeds = new FeedsPanel();
   const layers = layersPanel(lm);
 
   const tabs = [
     ["incidents", "Incidents", incidents.el],
     ...(draw ? [["draw", "Draw", draw.el]] : []),
+    ...(alerts ? [["alerts", "Alerts", alerts.el]] : []),
     ["layers", "Layers", layers.el],
     ["feeds", "Feeds", feeds.el],
   ];
@@ -65,6 +68,7 @@ export function mount(main, { me, badge }) {
       panes[j].hidden = j !== i;
     });
     if (tabs[i][0] === "feeds") feeds.refresh();
+    if (tabs[i][0] === "alerts") alerts.refresh();
   }
   sitrep.selectTab = (key) => selectTab(tabs.findIndex((t) => t[0] === key));
   tablist.append(...buttons);
@@ -148,6 +152,8 @@ export function mount(main, { me, badge }) {
         for (const it of list) lm.applyFenceEvent(it.data);
       } else if (topic === "feeds") {
         feeds.applyDelta(list.map((it) => it.data));
+      } else if (topic === "alerts") {
+        alerts?.applyDelta();
       } else if (topic === "geofences") {
         lm.upsertGeofences(list.map((it) => ({ id: it.key, ...it.data })));
       }
