@@ -66,6 +66,7 @@ EXPECTED_SQL = """
 SELECT count(*) FROM latest_positions lp JOIN responders r ON r.id = lp.responder_id
 JOIN hazards h ON ST_Intersects(h.geom, lp.geom)
 WHERE h.source = $1 AND h.status = 'active' AND (h.valid_until IS NULL OR h.valid_until > now())
+  AND (h.valid_from IS NULL OR h.valid_from <= now())
 """
 
 
@@ -121,13 +122,22 @@ async def raw_ceiling(conn: asyncpg.Connection, rows: int, cells: int, wkb: list
 
 
 async def wait_fences(
-    conn: asyncpg.Connection, source: str, started: float, limit_s: float = 30.0
+    conn: asyncpg.Connection, source: str, started: float, limit_s: float = 30.0, settle_s: float = 2.0
 ) -> tuple[float, int, int]:
+    """Time until every expected inside state is stored, or (a fix whose accuracy circle only touches a
+    boundary enters nothing, while PostGIS counts the edge) until the count last changed before it held
+    still for ``settle_s``."""
     expected = int(await conn.fetchval(EXPECTED_SQL, source))
+    last, last_change = -1, time.perf_counter()
     while True:
         inside = int(await conn.fetchval(INSIDE_SQL, source))
-        if inside >= expected or time.perf_counter() - started > limit_s:
-            return time.perf_counter() - started, inside, expected
+        now = time.perf_counter()
+        if inside != last:
+            last, last_change = inside, now
+        if inside >= expected:
+            return now - started, inside, expected
+        if (inside > 0 and now - last_change > settle_s) or now - started > limit_s:
+            return last_change - started, inside, expected
         await asyncio.sleep(0.02)
 
 
