@@ -33,12 +33,20 @@ class SnapshotShare:
     flushed since (recorded here), then their own held frames. A reconnect storm costs one query
     and one encoding per group, not one per viewer."""
 
-    __slots__ = ("body", "epoch", "expires", "frames", "future", "seq", "truncated")
+    __slots__ = ("body", "epoch", "expires", "frames", "future", "seed", "seq", "truncated")
 
-    def __init__(self, epoch: str, seq: int, future: asyncio.Future[tuple[str, bool]]) -> None:
+    def __init__(
+        self,
+        epoch: str,
+        seq: int,
+        future: asyncio.Future[tuple[str, bool, dict[str, bytes]]],
+        seed: Group | None = None,
+    ) -> None:
         self.epoch = epoch
         self.seq = seq
         self.future = future
+        self.seed = seed
+        """A new group's first snapshot: its compact meta is what every member knows (see ``seed_meta``)."""
         self.frames: list[Frame] = []
         self.expires = float("inf")
         self.body: str | None = None
@@ -49,10 +57,13 @@ class SnapshotShare:
 
     async def result(self) -> tuple[str, bool]:
         """The snapshot's body fields (encoded once) and whether the snapshot was truncated."""
-        body, truncated = await asyncio.shield(self.future)
+        body, truncated, metas = await asyncio.shield(self.future)
         if self.body is None:
             self.body = body
             self.truncated = truncated
+            if self.seed is not None:
+                self.seed.seed_meta(metas)
+                self.seed = None
             self.expires = time.monotonic() + SNAPSHOT_SHARE_S
         return self.body, self.truncated
 
@@ -104,6 +115,8 @@ class Group:
         self.encoding = encoding
         self._meta_sent: dict[str, bytes] = {}
         """compact: per responder, the meta this group last sent (since it last forgot)."""
+        self.snapshots = 0
+        """Snapshot reads started for this group."""
         self._pending: dict[tuple[str, str], Item] = {}
         self._pending_seq = 0
         self._last_flush = 0.0
@@ -131,12 +144,22 @@ class Group:
     def forget_meta(self) -> None:
         self._meta_sent.clear()
 
-    def snapshot_started(self) -> None:
+    def snapshot_started(self) -> bool:
         """A snapshot read for this group begins: frames from now on are handed to the viewers that
         take it, so (bbox and cell areas) they must carry the meta of responders outside the
-        snapshot's area that enter it later."""
+        snapshot's area that enter it later. True for the group's first snapshot (see ``seed_meta``)."""
         if not self.area.everywhere:
             self.forget_meta()
+        self.snapshots += 1
+        return self.snapshots == 1
+
+    def seed_meta(self, metas: dict[str, bytes]) -> None:
+        """The group's first snapshot has been read: its first members know these metas, so a
+        responder's first delta needs no meta unless it changed (kept entries were sent in frames
+        after the read began, which every member receives, so they win)."""
+        sent = self._meta_sent
+        for rid, meta in metas.items():
+            sent.setdefault(rid, meta)
 
     def _meta_to_send(self, item: Item) -> bytes | None:
         meta = item.meta

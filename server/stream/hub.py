@@ -404,9 +404,11 @@ class StreamHub:
         group = vsub.group
         share = group.share
         if share is None or not share.usable(self.epoch):
-            share = SnapshotShare(self.epoch, self.last_seq, asyncio.ensure_future(self._load_snapshot(group)))
+            future = asyncio.ensure_future(self._load_snapshot(group))
+            share = SnapshotShare(self.epoch, self.last_seq, future)
             group.share = share
-            group.snapshot_started()
+            if group.snapshot_started():
+                share.seed = group
         try:
             body, truncated = await share.result()
         except Exception:
@@ -434,7 +436,7 @@ class StreamHub:
                 viewer.put(frame)
         vsub.release()
 
-    async def _load_snapshot(self, group: Group) -> tuple[str, bool]:
+    async def _load_snapshot(self, group: Group) -> tuple[str, bool, dict[str, bytes]]:
         async with self._snapshot_slots, self.runtime.pool.acquire() as conn:
             return await snapshot.load(
                 conn, group.topics, group.area, group.scope, self.settings.stream_snapshot_limit, group.encoding

@@ -108,16 +108,17 @@ async def load(
     scope: Scope,
     limit: int,
     encoding: str = "json",
-) -> tuple[str, bool]:
+) -> tuple[str, bool, dict[str, bytes]]:
     """The snapshot's body fields for ``topics`` in ``area`` (``"items":[…]``, plus ``meta`` and
-    ``positions`` when compact) and whether any topic hit ``limit``."""
+    ``positions`` when compact), whether any topic hit ``limit``, and (compact) each responder's
+    encoded meta."""
     env = area.bbox or area.envelope
     box: list[float | None] = list(env) if env else [None, None, None, None]
     everyone = scope.kind == "all"
     team = scope.team_id
     rsp = scope.responder_id
     items: list[bytes] = []
-    meta: list[bytes] = []
+    metas: dict[str, bytes] = {}
     positions: list[bytes] = []
     truncated = False
     if "positions" in topics and scope.kind != "public" and encoding == "compact":
@@ -127,7 +128,7 @@ async def load(
             if area.cells is not None and not area.contains_point(r["lon"], r["lat"]):
                 continue
             rid = r["id"]
-            meta.append(compact.meta_array(rid, r["callsign"], r["status"], r["team_id"], r["battery_pct"]))
+            metas[rid] = compact.meta_array(rid, r["callsign"], r["status"], r["team_id"], r["battery_pct"])
             positions.append(
                 compact.position_array(
                     rid,
@@ -186,8 +187,8 @@ async def load(
             }
             items.append(_item("alerts", aid, data, r["accepted_at"]))
     if encoding == "compact":
-        return compact.join(items, meta, positions), truncated
-    return '"items":[' + b",".join(items).decode() + "]", truncated
+        return compact.join(items, list(metas.values()), positions), truncated, metas
+    return '"items":[' + b",".join(items).decode() + "]", truncated, metas
 
 
 def _headline(content: Any) -> str | None:

@@ -266,6 +266,12 @@ async def test_status_change_reaches_a_compact_viewer(
     try:
         snap = await v.subscribe(topics=["positions"], encoding="compact")
         before = positions_of(snap)[rid]
+        # The snapshot told the viewer this responder's meta: a fix that changes none of it sends none.
+        same = fix() if before["battery_pct"] is None else fix(battery_pct=before["battery_pct"])
+        r = await client.post("/v1/positions", json=[same], headers=device_headers(device))
+        assert r.status_code == 200, r.text
+        quiet = await compact_item(v, rid, lambda d: d["lon"] == pytest.approx(same["lon"], abs=1e-6))
+        assert "status" not in quiet["data"]
         new_status = "off_duty" if before["status"] != "off_duty" else "available"
         r = await client.patch(f"/v1/responders/{rid}", json={"status": new_status}, headers=admin_headers)
         assert r.status_code == 200, r.text
