@@ -85,7 +85,10 @@ class Item:
         self.meta: bytes | None = None
         """Positions only: the compact meta array (callsign, status, team, battery)."""
         if w.topic == "positions":
-            self.compact, self.meta = encode_change(w.key, w.data, w.accepted_at, w.team_id)
+            try:
+                self.compact, self.meta = encode_change(w.key, w.data, w.accepted_at, w.team_id)
+            except (msgspec.ValidationError, msgspec.DecodeError, ValueError, OverflowError):
+                pass  # not position-shaped: compact viewers get this item as its json object
         self.cells: dict[int, int] = {}
         """H3 cell of the point per resolution, computed once per batch for cell areas."""
 

@@ -334,3 +334,13 @@ async def test_sse_takes_the_compact_encoding(server: ServerProcess, client: htt
         assert snap["type"] == "snapshot" and snap["encoding"] == "compact" and snap["positions"] and snap["meta"]
     r = await client.get("/v1/stream/sse?topics=positions&encoding=xml", headers=headers)
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "encoding"
+
+
+async def test_an_odd_positions_change_reaches_compact_viewers_as_json() -> None:
+    odd = Change("positions", "x", {"id": "x", "lon": "east", "fix_time": "yesterday"}, lon=CITY[0], lat=CITY[1])
+    group = new_group("compact")
+    viewer = member(group)
+    group.offer(decode_batch("ep", 1, encode_batch([odd, position("a", 1)], "w")))
+    frame = json.loads((await viewer.next_frames())[0].text)
+    assert [i["key"] for i in frame["items"]] == ["x"] and [p[0] for p in frame["positions"]] == ["a"]
+    group.close()
