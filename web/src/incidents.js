@@ -48,34 +48,50 @@ export class IncidentsPanel {
   }
 
   renderList() {
+    // Called on every incidents change from the stream: rows whose content did not change keep their
+    // element (a coordinator's click or keyboard focus is never lost to a re-render), and the detail
+    // is rebuilt only when the selected incident itself changed.
     const open = [...this.lm.incidents.values()]
       .filter((i) => OPEN_INCIDENT.has(i.status))
       .sort((a, b) => a.priority - b.priority || String(a.created_at).localeCompare(String(b.created_at)));
-    clear(
-      this.list,
-      open.length
-        ? open.map((i) =>
-            h(
-              "li",
-              {},
-              h(
-                "button",
-                {
-                  type: "button",
-                  class: `incident-item${this.selected === i.id ? " selected" : ""}`,
-                  "aria-current": this.selected === i.id ? "true" : null,
-                  dataset: { incident: i.id },
-                  onclick: () => this.select(i.id, true),
-                },
-                h("span", { class: `prio prio-${i.priority}` }, `P${i.priority}`),
-                h("span", { class: "title" }, i.title),
-                h("span", { class: "muted small" }, `${i.type || ""} · ${String(i.status).replace("_", " ")}`),
-              ),
-            ),
-          )
-        : h("li", { class: "muted" }, this.available === false ? "" : "No open incidents."),
+    const rows = new Map();
+    const items = open.map((i) => {
+      const sig = [i.priority, i.title, i.type, i.status, this.selected === i.id].join("\u0001");
+      const old = this._rows?.get(i.id);
+      const li = old && old.sig === sig ? old.li : this._row(i);
+      rows.set(i.id, { sig, li });
+      return li;
+    });
+    this._rows = rows;
+    if (!items.length) items.push(h("li", { class: "muted" }, this.available === false ? "" : "No open incidents."));
+    const current = this.list.children;
+    if (items.length !== current.length || items.some((li, k) => current[k] !== li)) clear(this.list, items);
+    const selected = this.selected ? this.lm.incidents.get(this.selected) : null;
+    const detailSig = selected ? JSON.stringify(selected) : null;
+    if (this.selected && detailSig !== this._detailSig) {
+      this._detailSig = detailSig;
+      this.renderDetail();
+    }
+  }
+
+  _row(i) {
+    return h(
+      "li",
+      {},
+      h(
+        "button",
+        {
+          type: "button",
+          class: `incident-item${this.selected === i.id ? " selected" : ""}`,
+          "aria-current": this.selected === i.id ? "true" : null,
+          dataset: { incident: i.id },
+          onclick: () => this.select(i.id, true),
+        },
+        h("span", { class: `prio prio-${i.priority}` }, `P${i.priority}`),
+        h("span", { class: "title" }, i.title),
+        h("span", { class: "muted small" }, `${i.type || ""} · ${String(i.status).replace("_", " ")}`),
+      ),
     );
-    if (this.selected) this.renderDetail();
   }
 
   // ---- create ----
