@@ -131,6 +131,9 @@ def sitrep_env(database_url: str, redis_url: str, state_dir: Path, **extra: str)
             "SITREP_ENV": "development",
             "SITREP_FEEDS_ENABLED": "false",
             "SITREP_LOG_LEVEL": "WARNING",
+            # Every server on a session database may claim any outbox row, so all of them must accept
+            # the local fake push service's plain-http loopback endpoints (tests/alerts).
+            "SITREP_ALERTS_PUSH_ALLOW_PRIVATE": "true",
         }
     )
     env.update(extra)

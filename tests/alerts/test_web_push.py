@@ -92,7 +92,14 @@ async def test_push_alert_is_encrypted_signed_retried_and_a_gone_subscription_is
     assert headers["topic"] == uuid.UUID(aid).hex
     assert push_service.vapid_keys and set(push_service.vapid_keys) == {public_key}
     assert push_service.rejected == []
-    await eventually(lambda: flaky.messages[1:], 30)  # delivered on the retry
+    try:
+        await eventually(lambda: flaky.messages[1:], 30)  # delivered on the retry
+    except AssertionError:
+        rows = await db.fetch(
+            "SELECT status, attempts, next_try_at, now() AS now, last_error FROM outbox WHERE target = $1",
+            flaky.endpoint,
+        )
+        raise AssertionError(f"no retry: {[dict(r) for r in rows]} rejected={push_service.rejected}") from None
 
     # Receipts: two sent (with the push service's message URL), one failed because the subscription is gone.
     async def settled() -> Any:
