@@ -131,9 +131,6 @@ def sitrep_env(database_url: str, redis_url: str, state_dir: Path, **extra: str)
             "SITREP_ENV": "development",
             "SITREP_FEEDS_ENABLED": "false",
             "SITREP_LOG_LEVEL": "WARNING",
-            # Every server on a session database may claim any outbox row, so all of them must accept
-            # the local fake push service's plain-http loopback endpoints (tests/alerts).
-            "SITREP_ALERTS_PUSH_ALLOW_PRIVATE": "true",
         }
     )
     env.update(extra)
@@ -167,7 +164,10 @@ def database(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
     name = f"sitrep_test_{os.getpid()}"
     url = create_database(name)
     state = tmp_path_factory.mktemp("state")
-    env = sitrep_env(url, redis_server.url, state)
+    # Many servers share this database (the generic one, the web one, the stream pair, the alert one).
+    # Only a server configured for the deliveries a test checks may claim outbox rows, so the
+    # dispatcher is off unless a fixture turns it on (tests/alerts/conftest.py: alert_server).
+    env = sitrep_env(url, redis_server.url, state, SITREP_OUTBOX_ENABLED="false")
     run_cli(env, "migrate")
     run_cli(env, "seed-demo")
     devices = json.loads((state / "demo-devices.json").read_text())

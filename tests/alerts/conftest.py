@@ -70,6 +70,8 @@ def alert_server(
         "SITREP_ALERTS_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "SITREP_ALERTS_ALLOW_PRIVATE_WEBHOOKS": "true",
         "SITREP_WEBHOOK_ALLOW_PRIVATE": "true",
+        "SITREP_ALERTS_PUSH_ALLOW_PRIVATE": "true",
+        "SITREP_OUTBOX_ENABLED": "true",
         "SITREP_OUTBOX_POLL_MS": "50",
         "SITREP_OUTBOX_BACKOFF_BASE_S": "0.2",
         "SITREP_ALERTS_SIGNUPS_PER_HOUR": "100000",
