@@ -7,6 +7,8 @@ from typing import Any
 
 import msgspec
 
+from feeds.scheduler import FeedHealth
+
 from ..structs import Body
 
 
@@ -39,19 +41,12 @@ class FeedItemError(msgspec.Struct, kw_only=True):
     reason: str
 
 
-class FeedHealthOut(msgspec.Struct, kw_only=True):
-    status: str
+class FeedHealthOut(FeedHealth, kw_only=True):
+    """A feed's health in the API: the scheduler's :class:`FeedHealth`, plus the last document's item
+    errors, and ``pending`` as the status of a feed not polled yet."""
+
+    status: str = "pending"  # type: ignore[assignment]
     """``ok``, ``failing``, ``stale``, ``disabled`` or ``pending`` (not polled yet)."""
-    last_success_at: datetime | None = None
-    last_error: str | None = None
-    last_error_at: datetime | None = None
-    next_poll_at: datetime | None = None
-    items_total: int = 0
-    items_last: int = 0
-    errors_last: int = 0
-    fetch_latency_ms: float | None = None
-    consecutive_errors: int = 0
-    last_outcome: str | None = None
     item_errors: list[FeedItemError] = msgspec.field(default_factory=list)
 
 
