@@ -72,22 +72,22 @@ def group_key(topics: frozenset[str], area: Area, rate_hz: float, scope: Scope, 
     return (tuple(sorted(topics)), area.key(), round(rate_hz, 3), scope.key(), encoding)
 
 
-def body_fields(items: list[Item], encoding: str, meta_of: Callable[[Item], bytes | None] | None = None) -> str:
-    """A frame's body fields for ``items`` in ``encoding``; ``meta_of`` picks which meta to send
-    (default: every position's)."""
+def body_fields(items: list[Item], encoding: str, meta_sent: dict[str, bytes] | None = None) -> str:
+    """A frame's body fields for ``items`` in ``encoding``. Compact: with ``meta_sent`` (what the group
+    last sent per responder, updated here), only the metas that differ from it; without, every meta."""
     if encoding == "json":
         return '"items":[' + b",".join([it.json for it in items]).decode() + "]"
-    other: list[bytes] = []
+    other = [it.json for it in items if it.compact is None]
+    positions = [it.compact for it in items if it.compact is not None]
     meta: list[bytes] = []
-    positions: list[bytes] = []
-    for it in items:
-        if it.compact is None:
-            other.append(it.json)
-            continue
-        positions.append(it.compact)
-        m = it.meta if meta_of is None else meta_of(it)
-        if m is not None:
-            meta.append(m)
+    if meta_sent is None:
+        meta = [it.meta for it in items if it.meta is not None]
+    else:
+        for it in items:
+            m = it.meta
+            if m is not None and meta_sent.get(it.key) != m:
+                meta_sent[it.key] = m
+                meta.append(m)
     return compact.join(other, meta, positions)
 
 
@@ -161,13 +161,6 @@ class Group:
         for rid, meta in metas.items():
             sent.setdefault(rid, meta)
 
-    def _meta_to_send(self, item: Item) -> bytes | None:
-        meta = item.meta
-        if meta is None or self._meta_sent.get(item.key) == meta:
-            return None
-        self._meta_sent[item.key] = meta
-        return meta
-
     def offer(self, batch: Batch) -> None:
         """Take a received batch: keep what this group sees, flush now or when the rate allows."""
         pending = self._pending
@@ -202,7 +195,7 @@ class Group:
         items = list(self._pending.values())
         self._pending = {}
         self._last_flush = time.monotonic()
-        body = body_fields(items, self.encoding, self._meta_to_send)
+        body = body_fields(items, self.encoding, self._meta_sent)
         frame = Frame("delta", self._pending_seq, delta_frame_body(self._epoch(), self._pending_seq, body))
         for sub in list(self.members):
             sub.deliver(frame)
