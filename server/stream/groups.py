@@ -83,11 +83,10 @@ def body_fields(items: list[Item], encoding: str, meta_sent: dict[str, bytes] | 
     if meta_sent is None:
         meta = [it.meta for it in items if it.meta is not None]
     else:
-        for it in items:
-            m = it.meta
-            if m is not None and meta_sent.get(it.key) != m:
-                meta_sent[it.key] = m
-                meta.append(m)
+        # Steady state: nothing changed, one comprehension.
+        for it in [it for it in items if meta_sent.get(it.key) != it.meta and it.meta is not None]:
+            meta_sent[it.key] = it.meta  # type: ignore[assignment]
+            meta.append(it.meta)  # type: ignore[arg-type]
     return compact.join(other, meta, positions)
 
 
