@@ -116,6 +116,9 @@ class Group:
         """compact: per responder, the meta this group last sent (since it last forgot)."""
         self.snapshots = 0
         """Snapshot reads started for this group."""
+        self.meta_canon: dict[str, bytes] = {}
+        """The worker's latest meta object per responder (see ``StreamHub._deliver``): seeds use these
+        objects, so thousands of groups keep references to one bytes object, not a copy each."""
         self._pending: dict[tuple[str, str], Item] = {}
         self._pending_seq = 0
         self._last_flush = 0.0
@@ -156,9 +159,10 @@ class Group:
         """The group's first snapshot has been read: its first members know these metas, so a
         responder's first delta needs no meta unless it changed (kept entries were sent in frames
         after the read began, which every member receives, so they win)."""
-        sent = self._meta_sent
+        sent, canon = self._meta_sent, self.meta_canon
         for rid, meta in metas.items():
-            sent.setdefault(rid, meta)
+            shared = canon.get(rid)
+            sent.setdefault(rid, shared if shared == meta else meta)
 
     def offer(self, batch: Batch) -> None:
         """Take a received batch: keep what this group sees, flush now or when the rate allows."""

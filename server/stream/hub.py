@@ -56,6 +56,7 @@ class StreamHub:
         self.viewers: set[Viewer] = set()
         self.groups: dict[GroupKey, Group] = {}
         self._coalescer = Coalescer()
+        self._metas: dict[str, bytes] = {}
         self._router = Router()
         self._groups_version = 0
         self._pending = asyncio.Event()
@@ -209,6 +210,16 @@ class StreamHub:
         self._deliver(decode_batch(epoch, seq, payload))
 
     def _deliver(self, batch: Batch) -> None:
+        # One bytes object per responder's current compact meta, shared by every group that keeps it.
+        canon = self._metas
+        for it in batch.items:
+            meta = it.meta
+            if meta is not None:
+                shared = canon.get(it.key)
+                if shared == meta:
+                    it.meta = shared
+                else:
+                    canon[it.key] = meta
         self.last_seq = max(self.last_seq, batch.seq)
         self._received.append((batch.t, batch.seq))
         m.BATCHES_RECEIVED.inc()
@@ -339,6 +350,7 @@ class StreamHub:
         group = self.groups.get(key)
         if group is None:
             group = Group(key, topics, area, rate, viewer.scope, lambda: self.epoch, self._frames_sent, encoding)
+            group.meta_canon = self._metas
             self.groups[key] = group
             self._groups_version += 1
         return group
