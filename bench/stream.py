@@ -10,6 +10,8 @@
 2. raw ceiling: a bare websockets server broadcasting a frame of the size sitrep's frames had in
    step 1 to N sockets, as fast as every socket keeps up (server and clients in separate
    processes, clients reading with the same frame-walking client as the driver) → frames/s;
+   Then the same raw broadcast with the frame the target really asks for (every fix of a 10 Hz
+   tick at the measured bytes per item), against the viewers x 10 frames/s the target asks;
 3. sitrep, city-sized subscriptions (each viewer its own box) at 4 ticks/s.
 Viewers subscribe with ``--encoding`` (default ``compact``: positions as short arrays, meta only
 when it changes; ``json`` for the object form); bytes per item are printed for both phases.
@@ -361,10 +363,30 @@ def main() -> None:
             "ceiling measured above",
             flush=True,
         )
+        # The frame the target really asks for: every fix of the tick at this encoding's bytes per item.
+        target_bytes = int(per_item * whole.get("fixes_per_s", 0) / 10) + 120
+        raw_t, raw_t_bytes = raw_ceiling(args.viewers, 6, target_bytes)
+        print(
+            f"  raw broadcast of the target's frames ({raw_t_bytes:,} B = {whole.get('fixes_per_s', 0) / 10:.0f} items "
+            f"x {per_item:.0f} B): {raw_t:,.0f} frames/s ({raw_t * raw_t_bytes / 1e6:,.0f} MB/s) to {args.viewers} "
+            f"sockets = {raw_t / max(args.viewers * 10, 1):.0%} of the {args.viewers * 10:,} frames/s the target asks",
+            flush=True,
+        )
         city_rate = args.city_rate or args.rate
         city = sitrep_phase(server, devices, args.city_viewers, "city", 4, city_rate, args.duration, args.encoding)
         print(_line("city areas @4 Hz", city), flush=True)
-        print(json.dumps({"raw_frames_per_s": round(raw), "raw_frame_bytes": raw_bytes, "whole": whole, "city": city}))
+        print(
+            json.dumps(
+                {
+                    "raw_frames_per_s": round(raw),
+                    "raw_frame_bytes": raw_bytes,
+                    "raw_target_frames_per_s": round(raw_t),
+                    "raw_target_frame_bytes": raw_t_bytes,
+                    "whole": whole,
+                    "city": city,
+                }
+            )
+        )
     finally:
         if server is not None:
             server.stop()
