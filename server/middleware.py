@@ -3,6 +3,7 @@ metrics. Kept as one pure-ASGI layer because each layer costs on every request."
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import time
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,10 @@ from .security import decode_access_token
 if TYPE_CHECKING:
     from .runtime import Runtime
 
+# Request ids: a random per-process prefix and a counter (unique without a syscall per request).
+_ID_PREFIX = secrets.token_hex(4)
+_ID_COUNTER = itertools.count(1)
+
 # Paths that never count against the per-address limit (probes and scraping).
 _UNLIMITED = ("/health", "/ready", "/metrics")
 
@@ -28,7 +33,7 @@ def sitrep_middleware(app: ASGIApp) -> ASGIApp:
             return
         started = time.perf_counter()
         headers = _headers(scope)
-        request_id = headers.get("x-request-id") or secrets.token_hex(8)
+        request_id = headers.get("x-request-id") or f"{_ID_PREFIX}{next(_ID_COUNTER):08x}"
         request_id_var.set(request_id)
         scope["request_id"] = request_id  # type: ignore[typeddict-unknown-key]
         runtime: Runtime = scope["app"].state.runtime
