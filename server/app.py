@@ -25,6 +25,7 @@ from .hazards.controller import GeofenceController, HazardController, ResponderH
 from .incidents.arrival import ArrivalMonitor
 from .incidents.controller import incident_handlers
 from .middleware import sitrep_middleware
+from .notifications.controller import NotificationController
 from .observability import configure_logging
 from .ops.controller import ops_handlers
 from .outbox.controller import WebhookController
@@ -62,6 +63,7 @@ def route_handlers() -> list[Any]:
         ResponderHazardController,
         GeofenceController,
         FenceEventController,
+        NotificationController,
         WebhookController,
         *feed_handlers(),
     ]

@@ -583,3 +583,21 @@ audit_log = Table(
     Index("audit_log_at_idx", "at"),
     Index("audit_log_target_idx", "target_type", "target_id"),
 )
+
+responder_notifications = Table(
+    "responder_notifications",
+    metadata,
+    _uuid_pk(),
+    Column("responder_id", UUID(as_uuid=True), ForeignKey("responders.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("body", Text, nullable=False, server_default=""),
+    Column("ref_type", Text),
+    Column("ref_id", Text),
+    Column("severity", Text),
+    _ts("created_at"),
+    _ts("read_at", nullable=True, default=False),
+    CheckConstraint("kind IN ('hazard_enter','hazard_exit','assignment')", name="responder_notifications_kind_check"),
+    # newest first per responder: a backward walk of (responder_id, created_at, id) serves it and the cursor
+    Index("responder_notifications_responder_idx", "responder_id", "created_at", "id"),
+)

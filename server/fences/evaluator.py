@@ -51,6 +51,7 @@ from geo.fences import Fence, FenceEngine, FenceEvent, Fix, VisitState, rfc3339,
 from ..bus import Change
 from ..db import connect
 from ..hazards.repository import FENCE_CHANNEL, get_hazard, hazard_change
+from ..notifications import repository as notifications
 from ..outbox.core import enqueue_many
 from ..outbox.repository import active_webhooks
 from . import store
@@ -430,6 +431,12 @@ class FenceEvaluator:
         async with conn.transaction():
             await store.check_token(conn, self.token, w.checkpoint)
             ids = await store.write_events(conn, events, payloads)
+            # responders are told about hazards they entered or left, in this same transaction
+            notes = (
+                await notifications.from_hazard_events(conn, ids)
+                if any(e.fence_kind == "hazard" and e.detect in store.HAZARD_DETECTS for e in events)
+                else []
+            )
             await store.write_states(conn, w.upserts, w.dels)
             await store.write_positions(conn, w.positions)
             outbox = [
@@ -467,6 +474,8 @@ class FenceEvaluator:
                     for eid, e, p in zip(ids, events, payloads, strict=True)
                 ]
             )
+        if notes:
+            bus.publish([notifications.change(n) for n in notes])
         if ended_ids:
             for hid in ended_ids:
                 row = await get_hazard(conn, hid)

@@ -19,6 +19,7 @@ from geo.geodesy import buffer_geometry_m, point_buffer
 
 from .. import audit
 from ..errors import Conflict, Forbidden, IllegalTransition, InvalidInput, NotFound
+from ..notifications import repository as notifications
 from . import repository as repo
 from . import service, states
 from .scope import Work
@@ -64,6 +65,9 @@ async def create(work: Work, incident_id: uuid.UUID, data: AssignmentCreate) -> 
         row["id"],
         {"incident_id": str(incident_id), "responder_id": _s(data.responder_id), "resource_id": _s(data.resource_id)},
     )
+    if data.responder_id is not None:
+        note = await notifications.for_assignment(work.conn, data.responder_id, row["id"], incident)
+        work.changes[("alerts", f"notification:{note['id']}")] = notifications.change(note)
     incident = await service.advance(work, incident, "dispatched", reason="unit assigned")
     await work.incident_changed(incident)
     return to_assignment(assignment)  # type: ignore[arg-type]

@@ -2,7 +2,8 @@
 
 - admins and coordinators: every topic, every object;
 - responders: positions of their team (and their own), incidents of their team or assigned to
-  them, fence events of their team or about them, hazards, alerts and feed status;
+  them, fence events of their team or about them, hazards, alerts (personal notifications: only
+  their own) and feed status;
 - viewers: public hazards and public alerts only.
 """
 
@@ -38,6 +39,9 @@ class Scope:
             return True
         if self.kind == "public":
             return public
+        if topic == "alerts" and responder_ids:
+            # a personal notification (hazard entered, new assignment): only its responder
+            return self.responder_id is not None and self.responder_id in responder_ids
         if topic not in TEAM_TOPICS:
             return True
         if self.team_id is not None and team_id == self.team_id:

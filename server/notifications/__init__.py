@@ -1,0 +1,1 @@
+"""Notifications for responders: hazards they entered or left, and their new assignments."""

@@ -1,0 +1,58 @@
+"""The calling responder's notifications: list (newest first, keyset cursor) and mark read."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import asyncpg
+import msgspec
+
+from .. import audit
+from ..deps import check_limit, decode_cursor, encode_cursor
+from ..errors import InvalidInput, NotFound
+from ..security import Principal
+from . import repository as repo
+from .repository import Notification
+
+
+class NotificationPage(msgspec.Struct, kw_only=True):
+    items: list[Notification]
+    next_cursor: str | None
+
+
+def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    raw = decode_cursor(cursor, 2)
+    if raw is None:
+        return None
+    try:
+        return datetime.fromisoformat(raw[0]), uuid.UUID(raw[1])
+    except ValueError as exc:
+        raise InvalidInput("invalid cursor", errors=[{"field": "cursor", "message": "not a cursor"}]) from exc
+
+
+async def list_mine(
+    pool: asyncpg.Pool, principal: Principal, *, limit: int, cursor: str | None, unread: bool
+) -> NotificationPage:
+    check_limit(limit, 200)
+    after = _after(cursor)
+    if principal.responder_id is None:
+        return NotificationPage(items=[], next_cursor=None)
+    async with pool.acquire() as conn:
+        rows = await repo.list_for(conn, principal.responder_id, limit=limit, after=after, unread=unread)
+    items = [repo.to_notification(r) for r in rows]
+    last = items[-1] if len(items) == limit else None
+    return NotificationPage(
+        items=items, next_cursor=encode_cursor(last.created_at.isoformat(), last.id) if last else None
+    )
+
+
+async def mark_read(pool: asyncpg.Pool, principal: Principal, notification_id: uuid.UUID) -> Notification:
+    if principal.responder_id is None:
+        raise NotFound("no such notification")
+    async with pool.acquire() as conn, conn.transaction():
+        row = await repo.mark_read(conn, principal.responder_id, notification_id)
+        if row is None:
+            raise NotFound("no such notification")
+        await audit.record(conn, principal, "notification.read", "responder_notification", notification_id, {})
+    return repo.to_notification(row)
