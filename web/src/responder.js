@@ -20,6 +20,7 @@ export function mount(main, { me, badge }) {
   const shareBtn = h("button", { type: "button", class: "primary big", id: "share-location", "aria-pressed": "false" }, "Share my location");
   const lastFix = h("p", { class: "small muted", id: "last-fix" }, "Location sharing is off.");
   const assignBox = h("div", { id: "my-assignments" });
+  const notesBox = h("div", { id: "my-notifications" });
   const msg = h("div");
 
   const queue = new PositionQueue(() => renderQueue());
@@ -159,6 +160,43 @@ export function mount(main, { me, badge }) {
     loadAssignments();
   }
 
+  // ---- notifications: hazards I entered or left, new assignments (GET /v1/me/notifications) ----
+  async function loadNotifications() {
+    if (!me.responder_id) return;
+    try {
+      const data = await api("/v1/me/notifications", { query: { limit: 10 } });
+      const items = data.items || [];
+      if (!items.length) return clear(notesBox, h("p", { class: "muted" }, "No notifications."));
+      clear(
+        notesBox,
+        h(
+          "ul",
+          { class: "cards" },
+          items.map((n) =>
+            h(
+              "li",
+              { class: `card${n.read_at ? " muted" : ""}`, dataset: { notification: n.id, kind: n.kind } },
+              h("h3", {}, n.read_at ? "" : "● ", n.title),
+              n.body ? h("p", { class: "small" }, n.body) : null,
+              h("p", { class: "small muted" }, fmtTime(n.created_at)),
+              n.read_at ? null : h("button", { type: "button", dataset: { action: "mark-read" }, onclick: () => markRead(n) }, "Mark read"),
+            ),
+          ),
+        ),
+      );
+    } catch (e) {
+      clear(notesBox, notice(e instanceof ApiError && e.missing ? "Notifications are not available on this server yet." : `Notifications: ${e.message}`, e.missing ? "missing" : "error"));
+    }
+  }
+  async function markRead(n) {
+    try {
+      await api(`/v1/me/notifications/${n.id}/read`, { method: "POST", body: {} });
+    } catch (e) {
+      clear(msg, notice(e instanceof ApiError ? e.describe() : e.message, "error"));
+    }
+    loadNotifications();
+  }
+
   clear(
     main,
     h(
@@ -168,6 +206,9 @@ export function mount(main, { me, badge }) {
       me.responder_id ? null : notice("Your account is not linked to a responder; positions cannot be shared.", "error"),
       msg,
       h("section", { "aria-labelledby": "loc-h", class: "card" }, h("h2", { id: "loc-h" }, "My location"), h("div", { class: "row spread" }, shareBtn, netInfo), lastFix, queueInfo),
+      me.responder_id
+        ? h("section", { "aria-labelledby": "notes-h" }, h("div", { class: "row spread" }, h("h2", { id: "notes-h" }, "Notifications"), h("button", { type: "button", onclick: loadNotifications }, "Refresh")), notesBox)
+        : null,
       h("section", { "aria-labelledby": "asg-h" }, h("div", { class: "row spread" }, h("h2", { id: "asg-h" }, "My assignments"), h("button", { type: "button", onclick: loadAssignments }, "Refresh")), assignBox),
     ),
   );
@@ -176,9 +217,12 @@ export function mount(main, { me, badge }) {
   loadAssignments();
   queue.flush();
   const timer = setInterval(loadAssignments, 15000);
+  loadNotifications();
+  const notesTimer = setInterval(loadNotifications, 30000);
   return {
     unmount() {
       clearInterval(timer);
+      clearInterval(notesTimer);
       queue.stop();
       if (watchId !== null) navigator.geolocation.clearWatch(watchId);
       window.removeEventListener("online", onNet);
