@@ -207,7 +207,7 @@ export function mount(main, { me, badge }) {
       msg,
       h("section", { "aria-labelledby": "loc-h", class: "card" }, h("h2", { id: "loc-h" }, "My location"), h("div", { class: "row spread" }, shareBtn, netInfo), lastFix, queueInfo),
       me.responder_id
-        ? h("section", { "aria-labelledby": "notes-h" }, h("div", { class: "row spread" }, h("h2", { id: "notes-h" }, "Notifications"), h("button", { type: "button", onclick: loadNotifications }, "Refresh")), notesBox)
+        ? h("section", { "aria-labelledby": "notes-h" }, h("div", { class: "row spread" }, h("h2", { id: "notes-h" }, "Notifications"), h("button", { type: "button", onclick: loadNotifications }, "Reload")), notesBox)
         : null,
       h("section", { "aria-labelledby": "asg-h" }, h("div", { class: "row spread" }, h("h2", { id: "asg-h" }, "My assignments"), h("button", { type: "button", onclick: loadAssignments }, "Refresh")), assignBox),
     ),
