@@ -3,11 +3,14 @@ through `GET /v1/me/notifications`; nobody else sees them; marking read works.""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.conftest import Database, eventually
+from tests.conftest import Database, ServerProcess, eventually, login
+from tests.stream.helpers import open_viewer
 
 from .conftest import move, square, token_for
 
@@ -127,3 +130,43 @@ async def test_an_assignment_notifies_its_responder_and_pages(
     r = await fc.get("/v1/me/notifications", params={"limit": 1, "cursor": page1["next_cursor"]}, headers=me)
     assert r.status_code == 200 and r.json()["items"][0]["id"] != page1["items"][0]["id"]
     assert (await fc.get("/v1/me/notifications", params={"cursor": "zz"}, headers=me)).status_code == 422
+
+
+async def test_a_notification_streams_to_its_responder_and_staff_only(
+    fc: httpx.AsyncClient, fence_server: ServerProcess, fence_db: Database, fdb: Any, admin: dict[str, str]
+) -> None:
+    _rid, device = await _responder_user(fdb, fence_db)
+    viewers = {}
+    for who in ("responder", "coord", "viewer"):
+        viewers[who] = await open_viewer(fence_server.ws_url, await login(fc, who))
+        snap = await viewers[who].subscribe(topics=["alerts"])
+        assert snap["type"] == "snapshot", snap
+    try:
+        lon, lat = -95.5, 35.5
+        r = await fc.post(
+            "/v1/hazards",
+            json={"kind": "fire", "geometry": square(lon, lat), "title": "Grass Fire", "severity": "extreme"},
+            headers=admin,
+        )
+        assert r.status_code == 201, r.text
+        hazard_id = r.json()["id"]
+        await move(fc, device, lon - 0.05, lat)
+        await move(fc, device, lon, lat)
+
+        def mine(m: dict[str, Any]) -> bool:
+            return m.get("type") == "delta" and any(
+                it["topic"] == "alerts"
+                and it["data"].get("ref_id") == hazard_id
+                and it["data"].get("kind") == "hazard_enter"
+                for it in m["items"]
+            )
+
+        await viewers["responder"].next(mine, timeout=15)
+        await viewers["coord"].next(mine, timeout=5)
+        # The public viewer never gets personal notifications (give the tick time to pass).
+        await asyncio.sleep(1.5)
+        with pytest.raises(AssertionError):
+            await viewers["viewer"].next(mine, timeout=1)
+    finally:
+        for v in viewers.values():
+            await v.ws.close()
