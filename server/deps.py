@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import math
+import uuid
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -45,6 +47,17 @@ def decode_cursor(cursor: str | None, n: int) -> list[str] | None:
     if len(values) != n:
         raise InvalidInput("invalid cursor", errors=[{"field": "cursor", "message": "not a cursor"}])
     return values
+
+
+def decode_time_id_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    """The ``(created_at, id)`` keyset cursor of the lists ordered by creation time, newest first."""
+    raw = decode_cursor(cursor, 2)
+    if raw is None:
+        return None
+    try:
+        return datetime.fromisoformat(raw[0]), uuid.UUID(raw[1])
+    except ValueError as exc:
+        raise InvalidInput("invalid cursor", errors=[{"field": "cursor", "message": "not a cursor"}]) from exc
 
 
 def check_limit(limit: int, maximum: int = 1000) -> int:

@@ -13,7 +13,15 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from geo.geometry import to_geojson
 
 from ..bus import Change
-from ..deps import check_limit, client_address, decode_cursor, encode_cursor, principal_of, runtime_of
+from ..deps import (
+    check_limit,
+    client_address,
+    decode_cursor,
+    decode_time_id_cursor,
+    encode_cursor,
+    principal_of,
+    runtime_of,
+)
 from ..errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from ..permissions import allowed, requires
 from ..security import Principal
@@ -123,11 +131,10 @@ class AlertController(Controller):
         self, request: Request[Any, Any, Any], limit: int = 50, cursor: str | None = None, status: str | None = None
     ) -> AlertPage:
         check_limit(limit, 500)
-        after = decode_cursor(cursor, 2)
+        after = decode_time_id_cursor(cursor)
         rt = runtime_of(request)
-        key = (datetime.fromisoformat(after[0]), uuid.UUID(after[1])) if after else None
         async with rt.pool.acquire() as conn:
-            rows = await repo.list_alerts(conn, limit=limit + 1, after=key, status=status)
+            rows = await repo.list_alerts(conn, limit=limit + 1, after=after, status=status)
         items = [to_alert(r, rt.settings.alerts.alerts_public_url) for r in rows[:limit]]
         nxt = encode_cursor(items[-1].created_at.isoformat(), items[-1].id) if len(rows) > limit else None
         return AlertPage(items=items, next_cursor=nxt, exercise_present=any(i.exercise for i in items))

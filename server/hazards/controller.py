@@ -4,13 +4,20 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
-from ..deps import check_limit, decode_cursor, encode_cursor, parse_bbox, principal_of, runtime_of
+from ..deps import (
+    check_limit,
+    decode_cursor,
+    decode_time_id_cursor,
+    encode_cursor,
+    parse_bbox,
+    principal_of,
+    runtime_of,
+)
 from ..errors import NotFound
 from ..permissions import requires
 from . import geofences as fence_repo
@@ -44,13 +51,13 @@ class HazardController(Controller):
         source: str | None = None, bbox: str | None = None, limit: int = 100, cursor: str | None = None,
     ) -> HazardPage:  # fmt: skip
         check_limit(limit)
-        after = decode_cursor(cursor, 2)
+        after = decode_time_id_cursor(cursor)
         public_only = principal_of(request).role == "viewer"
         async with runtime_of(request).pool.acquire() as conn:
             rows = await repo.list_hazards(
                 conn, limit=limit + 1, status=None if status == "all" else status, kind=kind, source=source,
                 bbox=parse_bbox(bbox), public_only=public_only,
-                after=(datetime.fromisoformat(after[0]), uuid.UUID(after[1])) if after else None,
+                after=after,
             )  # fmt: skip
         items = [service.to_hazard(r) for r in rows[:limit]]
         nxt = encode_cursor(items[-1].created_at.isoformat(), items[-1].id) if len(rows) > limit else None

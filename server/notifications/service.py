@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 import asyncpg
 import msgspec
 
 from .. import audit
-from ..deps import check_limit, decode_cursor, encode_cursor
-from ..errors import InvalidInput, NotFound
+from ..deps import check_limit, decode_time_id_cursor, encode_cursor
+from ..errors import NotFound
 from ..security import Principal
 from . import repository as repo
 from .repository import Notification
@@ -21,21 +20,11 @@ class NotificationPage(msgspec.Struct, kw_only=True):
     next_cursor: str | None
 
 
-def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
-    raw = decode_cursor(cursor, 2)
-    if raw is None:
-        return None
-    try:
-        return datetime.fromisoformat(raw[0]), uuid.UUID(raw[1])
-    except ValueError as exc:
-        raise InvalidInput("invalid cursor", errors=[{"field": "cursor", "message": "not a cursor"}]) from exc
-
-
 async def list_mine(
     pool: asyncpg.Pool, principal: Principal, *, limit: int, cursor: str | None, unread: bool
 ) -> NotificationPage:
     check_limit(limit, 200)
-    after = _after(cursor)
+    after = decode_time_id_cursor(cursor)
     if principal.responder_id is None:
         return NotificationPage(items=[], next_cursor=None)
     async with pool.acquire() as conn:
