@@ -8,36 +8,27 @@ and at once on the worker that deactivated them. ``/v1/me`` answers from the sam
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import asyncpg
 
+from ..ttlcache import MISSING, TtlCache
 from . import repository as repo
 
 
 class UserDirectory:
     def __init__(self, ttl_s: float = 5.0, max_entries: int = 50_000) -> None:
-        self.ttl_s = ttl_s
-        self.max_entries = max_entries
-        self._cache: dict[uuid.UUID, tuple[float, asyncpg.Record | None]] = {}
+        self._cache: TtlCache[uuid.UUID, asyncpg.Record | None] = TtlCache(ttl_s, max_entries)
 
     async def get(self, pool: asyncpg.Pool, user_id: uuid.UUID) -> asyncpg.Record | None:
         """The user's row (id, username, display_name, email, role, team_id, is_active, created_at,
         responder_id), or None if there is no such user."""
-        now = time.monotonic()
-        hit = self._cache.get(user_id)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        async with pool.acquire() as conn:
-            row = await repo.user_by_id(conn, user_id)
-        if len(self._cache) >= self.max_entries:
-            self._cache.clear()
-        self._cache[user_id] = (now + self.ttl_s, row)
-        return row
+        row = self._cache.get(user_id)
+        if row is MISSING:
+            async with pool.acquire() as conn:
+                row = await repo.user_by_id(conn, user_id)
+            self._cache.put(user_id, row)
+        return row  # type: ignore[return-value]
 
     def forget(self, user_id: uuid.UUID | None = None) -> None:
-        if user_id is None:
-            self._cache.clear()
-        else:
-            self._cache.pop(user_id, None)
+        self._cache.forget(user_id)

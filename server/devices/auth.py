@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from dataclasses import dataclass
 
@@ -22,6 +21,7 @@ from redis.exceptions import RedisError
 
 from ..errors import Unauthorized
 from ..security import token_hash
+from ..ttlcache import MISSING, TtlCache
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +40,7 @@ EPOCH_POLL_S = 1.0
 
 class DeviceAuthenticator:
     def __init__(self, ttl_s: float = 300.0, max_entries: int = 100_000) -> None:
-        self.ttl_s = ttl_s
-        self.max_entries = max_entries
-        self._cache: dict[str, tuple[float, DeviceIdentity | None]] = {}
+        self._cache: TtlCache[str, DeviceIdentity | None] = TtlCache(ttl_s, max_entries)
         self._epoch: bytes | None = None
 
     async def watch(self, redis: Redis) -> None:
@@ -52,11 +50,11 @@ class DeviceAuthenticator:
                 epoch = await redis.get(EPOCH_KEY)
             except (RedisError, OSError):
                 log.warning("device revocation epoch unreadable; not caching device tokens meanwhile")
-                self._cache.clear()
+                self._cache.forget()
                 self._epoch = None
             else:
                 if epoch != self._epoch:
-                    self._cache.clear()
+                    self._cache.forget()
                     self._epoch = epoch
             await asyncio.sleep(EPOCH_POLL_S)
 
@@ -70,26 +68,18 @@ class DeviceAuthenticator:
 
     async def resolve(self, conn_source: asyncpg.Pool | asyncpg.Connection, token: str) -> DeviceIdentity:
         digest = token_hash(token)
-        now = time.monotonic()
-        hit = self._cache.get(digest)
-        if hit is not None and hit[0] > now:
-            identity = hit[1]
-        else:
+        identity = self._cache.get(digest)
+        if identity is MISSING:
             row = await conn_source.fetchrow(
                 "SELECT d.id, d.unique_id, d.responder_id, r.team_id FROM devices d "
                 "JOIN responders r ON r.id = d.responder_id WHERE d.token_hash = $1 AND d.revoked_at IS NULL",
                 digest,
             )
             identity = DeviceIdentity(row["id"], row["unique_id"], row["responder_id"], row["team_id"]) if row else None
-            if len(self._cache) >= self.max_entries:
-                self._cache.clear()
-            self._cache[digest] = (now + self.ttl_s, identity)
-        if identity is None:
+            self._cache.put(digest, identity)
+        if not isinstance(identity, DeviceIdentity):
             raise Unauthorized("unknown or revoked device token")
         return identity
 
     def forget(self, token_digest: str | None = None) -> None:
-        if token_digest is None:
-            self._cache.clear()
-        else:
-            self._cache.pop(token_digest, None)
+        self._cache.forget(token_digest)

@@ -12,12 +12,12 @@ from collections.abc import Iterable
 
 import asyncpg
 
+from ..ttlcache import MISSING, TtlCache
+
 
 class ResponderDirectory:
     def __init__(self, ttl_s: float = 30.0, max_entries: int = 200_000) -> None:
-        self.ttl_s = ttl_s
-        self.max_entries = max_entries
-        self._known: dict[uuid.UUID, tuple[float, uuid.UUID | None]] = {}
+        self._known: TtlCache[uuid.UUID, uuid.UUID | None] = TtlCache(ttl_s, max_entries)
 
     async def teams(
         self, source: asyncpg.Pool | asyncpg.Connection, ids: Iterable[uuid.UUID]
@@ -27,16 +27,14 @@ class ResponderDirectory:
         out: dict[uuid.UUID, uuid.UUID | None] = {}
         missing = []
         for rid in set(ids):
-            hit = self._known.get(rid)
-            if hit is not None and hit[0] > now:
-                out[rid] = hit[1]
-            else:
+            team = self._known.get(rid, now)
+            if team is MISSING:
                 missing.append(rid)
+            else:
+                out[rid] = team  # type: ignore[assignment]
         if missing:
             rows = await source.fetch("SELECT id, team_id FROM responders WHERE id = ANY($1::uuid[])", missing)
-            if len(self._known) + len(rows) > self.max_entries:
-                self._known.clear()
             for row in rows:
-                self._known[row["id"]] = (now + self.ttl_s, row["team_id"])
+                self._known.put(row["id"], row["team_id"], now)
                 out[row["id"]] = row["team_id"]
         return out
