@@ -28,12 +28,10 @@ async def list_mine(
     if principal.responder_id is None:
         return NotificationPage(items=[], next_cursor=None)
     async with pool.acquire() as conn:
-        rows = await repo.list_for(conn, principal.responder_id, limit=limit, after=after, unread=unread)
-    items = [repo.to_notification(r) for r in rows]
-    last = items[-1] if len(items) == limit else None
-    return NotificationPage(
-        items=items, next_cursor=encode_cursor(last.created_at.isoformat(), last.id) if last else None
-    )
+        rows = await repo.list_for(conn, principal.responder_id, limit=limit + 1, after=after, unread=unread)
+    items = [repo.to_notification(r) for r in rows[:limit]]
+    nxt = encode_cursor(items[-1].created_at.isoformat(), items[-1].id) if len(rows) > limit else None
+    return NotificationPage(items=items, next_cursor=nxt)
 
 
 async def mark_read(pool: asyncpg.Pool, principal: Principal, notification_id: uuid.UUID) -> Notification:

@@ -130,6 +130,16 @@ async def test_an_assignment_notifies_its_responder_and_pages(
     r = await fc.get("/v1/me/notifications", params={"limit": 1, "cursor": page1["next_cursor"]}, headers=me)
     assert r.status_code == 200 and r.json()["items"][0]["id"] != page1["items"][0]["id"]
     assert (await fc.get("/v1/me/notifications", params={"cursor": "zz"}, headers=me)).status_code == 422
+    # walking every page ends with a page that says there is no next one (no empty trailing page)
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 1, **({"cursor": cursor} if cursor else {})}
+        page = (await fc.get("/v1/me/notifications", params=params, headers=me)).json()
+        assert page["items"], "a next_cursor never leads to an empty page"
+        seen += [n["id"] for n in page["items"]]
+        if not (cursor := page["next_cursor"]):
+            break
+    assert len(seen) == len(set(seen)) == len(await _mine(fc, me, limit=200))
 
 
 async def test_a_notification_streams_to_its_responder_and_staff_only(
