@@ -36,6 +36,7 @@ log = logging.getLogger("sitrep.devices")
 
 EPOCH_KEY = "sitrep:devices:revocation-epoch"
 EPOCH_POLL_S = 1.0
+_UNREADABLE = b"\x00unreadable"
 
 
 class DeviceAuthenticator:
@@ -49,9 +50,10 @@ class DeviceAuthenticator:
             try:
                 epoch = await redis.get(EPOCH_KEY)
             except (RedisError, OSError):
-                log.warning("device revocation epoch unreadable; not caching device tokens meanwhile")
+                if self._epoch is not _UNREADABLE:  # say it once per outage, not every poll
+                    log.warning("device revocation epoch unreadable; not caching device tokens meanwhile")
                 self._cache.forget()
-                self._epoch = None
+                self._epoch = _UNREADABLE
             else:
                 if epoch != self._epoch:
                     self._cache.forget()
