@@ -23,6 +23,16 @@ class UnknownDevice(SitrepError):
     status, title, type_slug = 400, "Unknown device", "unknown-device"
 
 
+class RejectedFix(InvalidInput):
+    """A fix the OsmAnd/Traccar protocol cannot carry into sitrep (malformed, impossible or future).
+
+    The protocol knows only 200 and 400 (Traccar answers 400 to whatever it cannot decode), so this is a 400
+    with the usual per-field reason, not the 422 the JSON API uses.
+    """
+
+    status, title, type_slug = 400, "Fix rejected", "fix-rejected"
+
+
 def device_token(request: Request[Any, Any, Any]) -> str | None:
     return request.scope.get("device_token") or request.query_params.get("token")  # type: ignore[return-value]
 
@@ -73,13 +83,13 @@ async def _osmand_fixes(
         try:
             document = msgspec.json.decode(body)
         except msgspec.DecodeError as exc:
-            raise InvalidInput("malformed JSON", errors=[{"field": "body", "message": str(exc)}]) from exc
+            raise RejectedFix("malformed JSON", errors=[{"field": "body", "message": str(exc)}]) from exc
         try:
             unique_id, fixes = osmand.parse_json(document)
         except Rejected as exc:
             if exc.reason == "missing_device":
                 raise UnknownDevice(exc.detail) from exc
-            raise InvalidInput(exc.detail, errors=[{"field": "location", "message": exc.detail}]) from exc
+            raise RejectedFix(exc.detail, errors=[{"field": "location", "message": exc.detail}]) from exc
         return unique_id, fixes
     if body and not (set(fields) - {"token"}):
         fields.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
@@ -88,7 +98,7 @@ async def _osmand_fixes(
     except Rejected as exc:
         if exc.reason == "missing_device":
             raise UnknownDevice(exc.detail) from exc
-        raise InvalidInput(exc.detail, errors=[{"field": exc.reason, "message": exc.detail}]) from exc
+        raise RejectedFix(exc.detail, errors=[{"field": exc.reason, "message": exc.detail}]) from exc
 
 
 @route(
@@ -107,5 +117,5 @@ async def osmand_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
     result = await ingest_osmand(rt, identity, fixes)
     if result.rejected:
         first = result.rejected[0]
-        raise InvalidInput(first.detail, errors=[{"field": first.reason, "message": first.detail}])
+        raise RejectedFix(first.detail, errors=[{"field": first.reason, "message": first.detail}])
     return Response(b"", status_code=200, media_type="text/plain")
