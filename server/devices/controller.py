@@ -14,6 +14,7 @@ from .. import audit
 from ..deps import check_limit, decode_cursor, encode_cursor, principal_of, runtime_of
 from ..errors import Conflict, InvalidInput, NotFound
 from ..permissions import requires
+from ..positions.live import live_changes
 from ..security import new_opaque_token, token_hash
 from ..structs import Body
 from ..tables import RESPONDER_STATUSES
@@ -204,6 +205,10 @@ class ResponderAdminController(Controller):
             await audit.record(
                 conn, principal, "responder.update", "responder", responder_id, {"fields": sorted(changes)}
             )
+            shown = (
+                await live_changes(conn, [responder_id]) if changes.keys() & {"status", "callsign", "team_id"} else []
+            )
+        runtime_of(request).bus.publish(shown)
         if "team_id" in changes:  # cached device identities carry the team
             rt = runtime_of(request)
             await rt.device_auth.revoked(rt.redis, None)

@@ -41,6 +41,7 @@ async def create(work: Work, incident_id: uuid.UUID, data: AssignmentCreate) -> 
         raise Conflict(f"incident is {incident['status']}; nothing can be assigned to it")
     if data.responder_id is not None:
         await _claim(work.conn, "responders", data.responder_id, "available", "busy", "responder")
+        await work.responders_changed([data.responder_id])
     else:
         await _claim(work.conn, "resources", data.resource_id, "available", "in_use", "resource")  # type: ignore[arg-type]
     try:
@@ -112,6 +113,7 @@ async def act(
     await audit.record(work.conn, work.principal, f"assignment.{action}", "assignment", assignment_id, {"to": target})
     if target in ("declined", "released"):
         await repo.free_units(work.conn, _ids(row["responder_id"]), _ids(row["resource_id"]))
+        await work.responders_changed([row["responder_id"]])
         await repo.end_arrival_fences(work.conn, [assignment_id])
     elif target == "on_scene":
         await repo.end_arrival_fences(work.conn, [assignment_id])

@@ -13,6 +13,7 @@ An incident outside the caller's view is reported as 404, never 403, so ids do n
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ import msgspec
 
 from ..bus import Change
 from ..errors import Forbidden, NotFound
+from ..positions.live import live_changes
 from ..security import Principal
 from ..settings import Settings
 from ..users.scope import managed_teams
@@ -128,6 +130,11 @@ class Work:
             responder_ids=tuple(responders),
         )
         return incident
+
+    async def responders_changed(self, responder_ids: Iterable[uuid.UUID | None]) -> None:
+        """Queue these responders' map entries (status, team) for publication after commit."""
+        for change in await live_changes(self.conn, responder_ids):
+            self.changes[(change.topic, change.key)] = change
 
     def event_body(self, **body: Any) -> dict[str, Any]:
         return {"actor": self.principal.actor, **{k: v for k, v in body.items() if v is not None}}

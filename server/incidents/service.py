@@ -237,6 +237,7 @@ async def release_all(work: Work, incident_id: uuid.UUID, *, reason: str) -> Non
         [r["responder_id"] for r in rows if r["responder_id"]],
         [r["resource_id"] for r in rows if r["resource_id"]],
     )
+    await work.responders_changed(r["responder_id"] for r in rows)
     await repo.end_arrival_fences(work.conn, [r["id"] for r in rows])
     for r in rows:
         await repo.add_event(

@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from geo.h3index import cell_to_str
-
 from ..bus import Change
 from ..db import connect
 from ..maintenance import run_partition_maintenance
+from .live import change_from_row
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -34,7 +33,7 @@ WITH marked AS (
     UPDATE latest_positions SET stale = true
     WHERE NOT stale AND fix_time < now() - make_interval(secs => $1)
     RETURNING responder_id, fix_time, ST_X(geom) AS lon, ST_Y(geom) AS lat, h3, accuracy_m,
-              speed_mps, heading_deg, battery_pct, received_at
+              speed_mps, heading_deg, battery_pct, received_at, stale
 )
 SELECT m.*, r.callsign, r.team_id, r.status FROM marked m JOIN responders r ON r.id = m.responder_id
 """
@@ -43,31 +42,7 @@ SELECT m.*, r.callsign, r.team_id, r.status FROM marked m JOIN responders r ON r
 async def mark_stale(conn: asyncpg.Connection, stale_after_s: float) -> list[Change]:
     """Flag live positions older than ``stale_after_s``; returns one change per responder flagged."""
     rows = await conn.fetch(MARK_STALE_SQL, float(stale_after_s))
-    return [
-        Change(
-            topic="positions",
-            key=str(r["responder_id"]),
-            data={
-                "id": str(r["responder_id"]),
-                "callsign": r["callsign"],
-                "lon": r["lon"],
-                "lat": r["lat"],
-                "fix_time": r["fix_time"].isoformat().replace("+00:00", "Z"),
-                "accuracy_m": r["accuracy_m"],
-                "speed_mps": r["speed_mps"],
-                "heading_deg": r["heading_deg"],
-                "battery_pct": r["battery_pct"],
-                "status": r["status"],
-                "stale": True,
-                "h3": cell_to_str(r["h3"]),
-            },
-            accepted_at=time.time(),
-            lon=r["lon"],
-            lat=r["lat"],
-            team_id=str(r["team_id"]) if r["team_id"] else None,
-        )
-        for r in rows
-    ]
+    return [change_from_row(r) for r in rows]
 
 
 class StalenessLeader:

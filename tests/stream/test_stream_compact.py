@@ -273,12 +273,13 @@ async def test_status_change_reaches_a_compact_viewer(
         quiet = await compact_item(v, rid, lambda d: d["lon"] == pytest.approx(same["lon"], abs=1e-6))
         assert "status" not in quiet["data"]
         new_status = "off_duty" if before["status"] != "off_duty" else "available"
+        # A coordinator's status change reaches the map at once, without waiting for the next fix: the
+        # marker stays where the last fix put it.
         r = await client.patch(f"/v1/responders/{rid}", json={"status": new_status}, headers=admin_headers)
-        assert r.status_code == 200, r.text
-        r = await client.post("/v1/positions", json=[fix()], headers=device_headers(device))
         assert r.status_code == 200, r.text
         got = await compact_item(v, rid, lambda d: d.get("status") == new_status)
         assert got["data"]["callsign"] == before["callsign"] and got["data"]["stale"] is False
+        assert got["data"]["lon"] == pytest.approx(same["lon"], abs=1e-6)
         # The next fix with the same meta carries none.
         moved = fix(lon=got["data"]["lon"] + 0.0005)
         r = await client.post("/v1/positions", json=[moved], headers=device_headers(device))

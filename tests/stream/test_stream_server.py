@@ -16,7 +16,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import JWT_SECRET, Database, ServerProcess, login
-from tests.positions.helpers import device_headers, fix
+from tests.incidents.helpers import create_incident
+from tests.positions.helpers import device_headers, fix, new_device
 
 from .helpers import open_viewer
 
@@ -227,3 +228,38 @@ async def test_sse_refuses_forbidden_topic_and_bad_bbox(server: ServerProcess, c
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "bbox"
     r = await client.get("/v1/stream/sse?topics=hazards")
     assert r.status_code == 401
+
+
+async def test_assignment_and_release_recolour_the_responder_without_a_new_fix(
+    server: ServerProcess, client: httpx.AsyncClient, admin_headers: dict[str, str], coord_headers: dict[str, str]
+) -> None:
+    """Busy/available follows assignments on the map at once: a coordinator never sends a second unit
+    because the first one's marker still looked free."""
+    device = await new_device(client, admin_headers)
+    rid = device["responder_id"]
+    placed = fix(lon=-91.70, lat=41.99)
+    assert (await client.post("/v1/positions", json=[placed], headers=device_headers(device))).status_code == 200
+    v = await open_viewer(server.ws_url, await login(client, "coord"))
+    try:
+        snap = await v.subscribe(topics=["positions"], bbox=CITY_BBOX)
+        assert next(i for i in snap["items"] if i["key"] == rid)["data"]["status"] == "available"
+        incident = await create_incident(client, coord_headers, title="stream recolour")
+        a = await client.post(
+            f"/v1/incidents/{incident['id']}/assignments", json={"responder_id": rid}, headers=coord_headers
+        )
+        assert a.status_code == 201, a.text
+        _, busy = await v.item("positions", rid, lambda d: d["status"] == "busy")
+        assert busy["data"]["lon"] == pytest.approx(placed["lon"]) and busy["data"]["fix_time"] == placed["fix_time"]
+        r = await client.post(f"/v1/assignments/{a.json()['id']}/release", headers=coord_headers)
+        assert r.status_code == 200, r.text
+        await v.item("positions", rid, lambda d: d["status"] == "available")
+        # A responder with no position yet has no marker: a status change sends nothing for it.
+        unplaced = await new_device(client, admin_headers)
+        r = await client.patch(
+            f"/v1/responders/{unplaced['responder_id']}", json={"status": "off_duty"}, headers=admin_headers
+        )
+        assert r.status_code == 200, r.text
+        with pytest.raises(AssertionError):
+            await v.item("positions", unplaced["responder_id"], timeout=0.8)
+    finally:
+        await v.ws.close()
