@@ -221,7 +221,8 @@ incidents = Table(
         ),
     ),
     CheckConstraint("priority BETWEEN 1 AND 4", name="incidents_priority_check"),
-    Index("incidents_search_idx", "search", postgresql_using="gin"),
+    # btree_gin (migration 0005): rare searches read one created_at window from the index
+    Index("incidents_search_created_idx", "search", "created_at", postgresql_using="gin"),
     Index("incidents_geom_idx", "geom", postgresql_using="gist"),
     Index("incidents_status_idx", "status", "priority"),
     Index("incidents_created_id_idx", "created_at", "id"),

@@ -14,7 +14,14 @@ Two orders (``sort``):
   created since, which are newer than the floor) and the walk has no duplicates and no gaps.
 
 Both plans stay bounded whatever the estimates (see ``newest_sql``), so the prepared statement's generic
-plan is safe, and their estimated costs (< 10,000) stay far below ``jit_above_cost``.
+plan is safe, and their estimated costs (< 10,000) stay far below ``jit_above_cost``. The tsquery is an
+InitPlan (``(SELECT websearch_to_tsquery(...))``): as a plain call with a parameter, a generic plan
+parsed the search string again for every row it tested.
+
+Rare searches skip the walk: :mod:`.search_stats` estimates the share of incidents a search matches
+from the column's lexeme statistics, and when the walk is not expected to fill the page (fewer than
+``WALK_MATCHES_PER_PAGE`` pages' worth of matches among the walked rows) the matches come straight from the GIN
+index and are sorted.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from ..errors import InvalidInput, NotFound
 from . import states
 from .repository import INCIDENT_COLS
 from .scope import Work, to_incident
+from .search_stats import Estimator, Hint
 from .service import parse_priority
 from .structs import INCIDENT_TYPES, Incident, IncidentPage
 
@@ -41,8 +49,10 @@ WALK_ROWS = 2000
 """A newest-first list walks at most this many recent incidents before it asks the GIN index (see ``newest_sql``)."""
 WINDOW_WALK_FACTOR = 5
 """... and the relevance window walks at most this many times its size."""
+WALK_MATCHES_PER_PAGE = 2.0
+"""The walk is used when the rows it may read are expected to hold this many times the matches needed."""
 
-TSQUERY = "websearch_to_tsquery('english', ${})"
+TSQUERY = "(SELECT websearch_to_tsquery('english', ${}))"
 
 
 @dataclass
@@ -123,7 +133,12 @@ def _time_id(at: str, ident: str) -> tuple[datetime, uuid.UUID]:
         raise _invalid("cursor", "not a cursor") from exc
 
 
-def newest_sql(where: list[str], after: str, k: str, walk: int) -> str:
+def walks(hint: Hint | None, need: int, walk: int) -> bool:
+    """Whether a newest-first walk of ``walk`` rows is expected to find ``need`` matches (unknown: yes)."""
+    return hint is None or hint.fraction * walk >= WALK_MATCHES_PER_PAGE * need
+
+
+def newest_sql(where: list[str], after: str, k: str, walk: int, *, use_walk: bool = True, split: str = "") -> str:
     """CTEs ``older`` and ``m``: the ``k`` newest incidents passing ``where`` (after ``after``), newest first,
     as narrow rows ``(id, created_at, search)``; ``after`` is a condition on alias ``{a}`` (or TRUE).
 
@@ -132,8 +147,28 @@ def newest_sql(where: list[str], after: str, k: str, walk: int) -> str:
     estimated like AND of its words). So the walk is capped at ``walk`` rows (Append runs its first branch
     first and the LIMIT stops it); only if that yields fewer than ``k`` does the second branch run: every
     older match, found by the GIN index (a materialized CTE is planned to read all its rows, never walked),
-    sorted. Cost: at most ``walk`` rows + the older matches, which are few exactly when that branch runs."""
+    sorted. Cost: at most ``walk`` rows + the older matches, which are few exactly when that branch runs.
+
+    Without ``use_walk`` (a rare search), only the GIN index: every match, sorted; or, given ``split``
+    (a timestamp expected to have enough matches after it), first the matches since ``split`` (the GIN
+    index on ``(search, created_at)`` reads only those), then, only if they fall short, the older ones."""
     cond = " AND ".join(where)
+    if not use_walk and not split:
+        return (
+            "older AS MATERIALIZED (SELECT i.id, i.created_at, i.search FROM incidents i "
+            f"WHERE {cond} AND {after.format(a='i')}), "
+            f"m AS (SELECT * FROM older o ORDER BY o.created_at DESC, o.id DESC LIMIT {k})"
+        )
+    if not use_walk:
+        return (
+            "newer AS MATERIALIZED (SELECT i.id, i.created_at, i.search FROM incidents i "
+            f"WHERE {cond} AND {after.format(a='i')} AND i.created_at >= {split}), "
+            "older AS MATERIALIZED (SELECT i.id, i.created_at, i.search FROM incidents i "
+            f"WHERE {cond} AND {after.format(a='i')} AND i.created_at < {split}), "
+            "m AS (SELECT * FROM ("
+            f"(SELECT * FROM newer w ORDER BY w.created_at DESC, w.id DESC LIMIT {k}) UNION ALL "
+            f"(SELECT * FROM older o ORDER BY o.created_at DESC, o.id DESC LIMIT {k})) n LIMIT {k})"
+        )
     return (
         "older AS MATERIALIZED (SELECT i.id, i.created_at, i.search FROM incidents i "
         f"WHERE {cond} AND {after.format(a='i')}), "
@@ -146,24 +181,39 @@ def newest_sql(where: list[str], after: str, k: str, walk: int) -> str:
     )
 
 
-def recent_sql(query: IncidentQuery, view_sql: str, args: list[Any]) -> str:
+def recent_sql(query: IncidentQuery, view_sql: str, args: list[Any], hint: Hint | None = None) -> str:
     """Newest first (``sort=recent``); with ``q`` the items carry their rank, computed for the page only."""
     where, tsquery = filters(query, view_sql, args)
     rank = f"ts_rank(m.search, {tsquery})" if tsquery else "NULL::real"
     after = "TRUE"
+    before = None
     if (cursor := decode_cursor(query.cursor, 2)) is not None:
-        args.extend(_time_id(*cursor))
+        before, cursor_id = _time_id(*cursor)
+        args.extend((before, cursor_id))
         after = f"({{a}}.created_at, {{a}}.id) < (${len(args) - 1}, ${len(args)})"
-    args.append(query.limit + 1)
     walk = max(WALK_ROWS, 10 * (query.limit + 1))
+    use_walk = walks(hint, query.limit + 1, walk)
+    split = ""
+    # the window is sized for q alone; other filters (where[2:]) would leave it short, so then read every match
+    only_q = len(where) == 2
+    if not use_walk and only_q and hint is not None and (since := hint.since(query.limit + 1, before)) is not None:
+        args.append(since)
+        split = f"${len(args)}::timestamptz"
+    args.append(query.limit + 1)
     return (
-        f"WITH {newest_sql(where, after, f'${len(args)}', walk)} "
+        f"WITH {newest_sql(where, after, f'${len(args)}', walk, use_walk=use_walk, split=split)} "
         f"SELECT {INCIDENT_COLS}, {rank} AS rank FROM m JOIN incidents i ON i.id = m.id "
         "ORDER BY m.created_at DESC, m.id DESC"
     )
 
 
-def relevance_sql(query: IncidentQuery, view_sql: str, args: list[Any], window: int = RELEVANCE_WINDOW) -> str:
+def relevance_sql(
+    query: IncidentQuery,
+    view_sql: str,
+    args: list[Any],
+    window: int = RELEVANCE_WINDOW,
+    hint: Hint | None = None,
+) -> str:
     """By rank among the most recent ``window`` matches (``sort=relevance``).
 
     The window's narrow rows (id, created_at, rank) are ranked; only the page's rows are read in full.
@@ -174,7 +224,8 @@ def relevance_sql(query: IncidentQuery, view_sql: str, args: list[Any], window: 
     page = "TRUE"
     if cursor is None:
         args.append(window)
-        matches = f"WITH {newest_sql(where, 'TRUE', f'${len(args)}', WINDOW_WALK_FACTOR * window)}, "
+        walk = WINDOW_WALK_FACTOR * window
+        matches = f"WITH {newest_sql(where, 'TRUE', f'${len(args)}', walk, use_walk=walks(hint, window, walk))}, "
     else:
         args.extend(_time_id(cursor[3], cursor[4]))
         where.append(f"(i.created_at, i.id) >= (${len(args) - 1}, ${len(args)})")
@@ -195,15 +246,31 @@ def relevance_sql(query: IncidentQuery, view_sql: str, args: list[Any], window: 
     )
 
 
-def build_sql(query: IncidentQuery, view_sql: str, args: list[Any], window: int = RELEVANCE_WINDOW) -> str:
-    """The list's SQL for ``query`` (validated), its parameters appended to ``args``."""
+def build_sql(
+    query: IncidentQuery,
+    view_sql: str,
+    args: list[Any],
+    window: int = RELEVANCE_WINDOW,
+    hint: Hint | None = None,
+) -> str:
+    """The list's SQL for ``query`` (validated), its parameters appended to ``args``; ``hint`` holds what the
+    statistics say about ``q`` (:func:`search_hint`; None: unknown, the plan that is safe either way)."""
     if query.sort not in SORTS:
         raise _invalid("sort", f"one of {', '.join(SORTS)}")
     if query.sort == "relevance":
         if not (query.q or "").strip():
             raise _invalid("sort", "sort=relevance needs q")
-        return relevance_sql(query, view_sql, args, window)
-    return recent_sql(query, view_sql, args)
+        return relevance_sql(query, view_sql, args, window, hint)
+    return recent_sql(query, view_sql, args, hint)
+
+
+_estimator = Estimator()
+
+
+async def search_hint(conn: asyncpg.Connection, query: IncidentQuery) -> Hint | None:
+    """What the (per-worker cached) statistics say about ``query.q``; None without ``q``."""
+    q = (query.q or "").strip()
+    return await _estimator.hint(conn, q) if q else None
 
 
 async def fetch(conn: asyncpg.Connection, sql: str, args: list[Any]) -> list[asyncpg.Record]:
@@ -224,7 +291,7 @@ async def list_incidents(
         raise NotFound("no such hazard")
     args: list[Any] = []
     view_sql = (await work.view()).condition(args)
-    sql = build_sql(query, view_sql, args, window)
+    sql = build_sql(query, view_sql, args, window, await search_hint(work.conn, query))
     rows = await fetch(work.conn, sql, args)
     items: list[Incident] = []
     for row in rows[: query.limit]:

@@ -9,8 +9,10 @@ from typing import Any
 
 import httpx
 
+from server.deps import encode_cursor
 from server.incidents.scope import Work
-from server.incidents.search import IncidentQuery, list_incidents
+from server.incidents.search import IncidentQuery, build_sql, fetch, list_incidents
+from server.incidents.search_stats import Estimator, Hint
 from server.security import Principal
 from tests.incidents.helpers import CITY, create_incident
 
@@ -147,3 +149,47 @@ async def test_relevance_ranks_the_most_recent_window_and_keeps_it_across_pages(
     assert set(ids[:5]) <= set(seen) and not set(ids[5:]) & set(seen)
     full = await list_incidents(work, IncidentQuery(q=tag, limit=100, sort="relevance"), window=5)
     assert len(full.items) == 5 and full.next_cursor is None
+
+
+async def test_every_plan_lists_the_same_matches_newest_first(db: Any) -> None:
+    """Walk, GIN + sort, and GIN windows split at various times (the statistics' choices) give the same pages."""
+    tag = _tag("curlew")
+    now = datetime.now(UTC)
+    await _insert(db, tag, 23, at=now - timedelta(hours=2), step_s=90)
+    await _insert(db, tag, 4, at=now - timedelta(hours=5), step_s=0)  # same instant: only the id orders them
+    await _insert(db, _tag("dunlin"), 6, at=now, step_s=5)  # newer, not matching
+    want = [
+        r["id"]
+        for r in await db.fetch(
+            "SELECT id FROM incidents WHERE search @@ websearch_to_tsquery('english', $1) "
+            "ORDER BY created_at DESC, id DESC",
+            tag,
+        )
+    ]
+    assert len(want) == 27
+
+    class Splitting(Estimator):
+        """Puts the window's start wherever the test says."""
+
+        def __init__(self, offset: timedelta | None) -> None:
+            super().__init__()
+            self.offset = offset
+
+        def newest_since(self, rows: float, before: datetime | None) -> datetime | None:
+            return None if self.offset is None else (before or now) - self.offset
+
+    hints: list[Hint | None] = [None, Hint(1.0, Estimator()), Hint(0.0, Estimator())]
+    hints += [Hint(1e-6, Splitting(o)) for o in (None, timedelta(0), timedelta(minutes=10), timedelta(hours=3))]
+    for hint in hints:
+        for limit in (4, 50):
+            got: list[uuid.UUID] = []
+            cursor = None
+            for _ in range(20):
+                args: list[Any] = []
+                sql = build_sql(IncidentQuery(q=tag, limit=limit, cursor=cursor), "TRUE", args, hint=hint)
+                rows = await fetch(db, sql, args)
+                got += [r["id"] for r in rows[:limit]]
+                if len(rows) <= limit:
+                    break
+                cursor = encode_cursor(rows[limit - 1]["created_at"].isoformat(), rows[limit - 1]["id"])
+            assert got == want, (hint, limit)
