@@ -18,7 +18,7 @@ import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from geo.geodesy import distances_m, line_crosses
+from geo.geodesy import distances_m, route_lines
 
 CandidateKind = Literal["responder", "resource"]
 SKILL_WEIGHT = 40.0
@@ -103,16 +103,28 @@ def rank(
     dist = distances_m(incident_lon, incident_lat, lons, lats)
 
     hz = [_hazard_parts(h) for h in hazards]
-    inside_of: list[str | None] = [None] * len(pool)
-    for hid, geom, _ in sorted(hz, key=lambda h: h[0]):
-        hit = shapely.contains_xy(geom, lons, lats)
-        for i in np.flatnonzero(hit).tolist():
-            if inside_of[i] is None:
-                inside_of[i] = hid
     names = {hid: name for hid, _, name in hz}
-    # a hazard around the incident itself is crossed by every route: it does not discriminate
-    route_hazards = [(hid, g) for hid, g, _ in hz if not bool(shapely.contains_xy(g, incident_lon, incident_lat))]
-    incident_in = [names[hid] for hid, g, _ in hz if bool(shapely.contains_xy(g, incident_lon, incident_lat))]
+    inside_of: list[str | None] = [None] * len(pool)
+    crossed_of: list[list[int]] = [[] for _ in pool]
+    incident_in: list[str] = []
+    route_hazards: list[tuple[str, BaseGeometry]] = []
+    if hz:
+        # one spatial index over the hazards, queried with every point and every route at once
+        tree = shapely.STRtree([g for _, g, _ in hz])
+        points = shapely.points(lons, lats)
+        pi, hi = tree.query(points, predicate="within")
+        for i, h in sorted(zip(pi.tolist(), hi.tolist(), strict=True), key=lambda p: (p[0], hz[p[1]][0])):
+            if inside_of[i] is None:
+                inside_of[i] = hz[h][0]  # the first by hazard id
+        around = set(tree.query(shapely.points(incident_lon, incident_lat), predicate="within").tolist())
+        incident_in = [names[hid] for k, (hid, _, _) in enumerate(hz) if k in around]
+        # a hazard around the incident itself is crossed by every route: it does not discriminate
+        route_hazards = [(hid, g) for k, (hid, g, _) in enumerate(hz) if k not in around]
+        if route_hazards:
+            route_tree = shapely.STRtree([g for _, g in route_hazards])
+            li, ri = route_tree.query(route_lines(lons, lats, incident_lon, incident_lat), predicate="intersects")
+            for i, r in sorted(zip(li.tolist(), ri.tolist(), strict=True)):
+                crossed_of[i].append(r)
 
     recs: list[Recommendation] = []
     for i, cand in enumerate(pool):
@@ -128,11 +140,7 @@ def rank(
             continue
         has = required & cand.skills
         skill_match = len(has) / len(required) if required else 1.0
-        crossed = [
-            hid
-            for hid, g in route_hazards
-            if hid != flagged and line_crosses(g, cand.lon, cand.lat, incident_lon, incident_lat)
-        ]
+        crossed = [hid for hid in (route_hazards[r][0] for r in crossed_of[i]) if hid != flagged]
         score = PROXIMITY_WEIGHT * math.exp(-eta / ETA_SCALE_S) + SKILL_WEIGHT * skill_match
         reasons = [f"{format_distance(d)}, {format_eta(eta)}"]
         reasons.extend(f"has skill: {s}" for s in sorted(has))

@@ -188,6 +188,32 @@ def route_line(lon1: float, lat1: float, lon2: float, lat2: float, *, step_m: fl
     return shapely.union_all(pieces)
 
 
+def route_lines(
+    lons: npt.ArrayLike, lats: npt.ArrayLike, lon2: float, lat2: float, *, step_m: float = 10_000.0
+) -> npt.NDArray[np.object_]:
+    """``route_line`` from every ``(lons[i], lats[i])`` to one point, as an array of lines.
+
+    Routes shorter than ``step_m`` that do not cross the antimeridian (nearly all of a dispatch) are
+    plain two-point lines built in one vectorised call; the others go through :func:`route_line`.
+    """
+    x = np.asarray(lons, dtype=np.float64)
+    y = np.asarray(lats, dtype=np.float64)
+    out = np.empty(x.size, dtype=object)
+    if x.size == 0:
+        return out
+    dist = distances_m(lon2, lat2, x, y)
+    simple = (dist < step_m) & (np.abs(x - lon2) <= 180.0)
+    idx = np.flatnonzero(simple)
+    if idx.size:
+        coords = np.empty((2 * idx.size, 2))
+        coords[0::2, 0], coords[0::2, 1] = x[idx], y[idx]
+        coords[1::2, 0], coords[1::2, 1] = lon2, lat2
+        out[idx] = shapely.linestrings(coords, indices=np.repeat(np.arange(idx.size), 2))
+    for i in np.flatnonzero(~simple).tolist():
+        out[i] = route_line(float(x[i]), float(y[i]), lon2, lat2, step_m=step_m)
+    return out
+
+
 def line_crosses(geom: BaseGeometry, lon1: float, lat1: float, lon2: float, lat2: float) -> bool:
     """True when the straight (geodesic) route between two points touches the polygon's interior."""
     line = route_line(lon1, lat1, lon2, lat2)

@@ -83,3 +83,42 @@ def test_ties_break_deterministically_by_distance_then_id():
     second = rank(*INCIDENT, [b, a], now=NOW)
     assert [r.id for r in first] == [r.id for r in second]
     assert rank(*INCIDENT, [unit(f"u{i}", 14.5 + i * 0.001, 46.05) for i in range(30)], now=NOW, limit=5)[-1].id == "u4"
+
+
+def test_indexed_hazard_checks_match_testing_every_route_against_every_hazard():
+    """rank() queries one spatial index with all points and routes; the answer is the pairwise one."""
+    import random
+
+    import shapely
+
+    from geo.geodesy import line_crosses, point_buffer
+
+    rng = random.Random(7)
+    for trial in range(20):
+        hazards = [
+            (
+                f"hz-{rng.randrange(1000):03d}-{k}",
+                point_buffer(
+                    14.5 + rng.uniform(-0.2, 0.2), 46.05 + rng.uniform(-0.15, 0.15), rng.uniform(300, 6000), segments=16
+                ),
+                f"H{k}",
+            )
+            for k in range(rng.randint(0, 25))
+        ]
+        if trial % 4 == 0:
+            hazards.append(("hz-around", point_buffer(*INCIDENT, 800, segments=16), "Around"))
+        units = [unit(f"u{i}", 14.5 + rng.uniform(-0.25, 0.25), 46.05 + rng.uniform(-0.2, 0.2)) for i in range(60)]
+        got = rank(*INCIDENT, units, hazards=hazards, now=NOW, limit=100, include_flagged=True)
+        by_id = {c.id: c for c in units}
+        around = [h for h in hazards if shapely.contains_xy(h[1], *INCIDENT)]
+        for r in got:
+            c = by_id[r.id]
+            inside = [h[0] for h in sorted(hazards) if shapely.contains_xy(h[1], c.lon, c.lat)]
+            assert r.inside_hazard == (inside[0] if inside else None)
+            want = [
+                h[0]
+                for h in hazards
+                if h not in around and h[0] != r.inside_hazard and line_crosses(h[1], c.lon, c.lat, *INCIDENT)
+            ]
+            assert r.crossed_hazards == want
+            assert sum(x.startswith("incident inside hazard") for x in r.reasons) == len(around)
