@@ -1,7 +1,7 @@
 """Stream benchmark (bounded, loopback): raw `websockets.broadcast` ceiling vs the sitrep stream.
 
     .venv/bin/python bench/stream.py [--viewers 1000] [--rate 2000] [--duration 15] \
-        [--city-viewers 5000] [--city-rate 2000] [--encoding compact|json]
+        [--city-viewers 5000] [--city-rate 2000] [--encoding compact|json] [--phases whole,city]
 
 1. sitrep, 2 workers, N viewers on the whole map (positions, 10 Hz) while 2,000 responders send
    2,000 fixes/s in total (small coordinator batches at an even pace) → fix-accepted →
@@ -13,6 +13,8 @@
    Then the same raw broadcast with the frame the target really asks for (every fix of a 10 Hz
    tick at the measured bytes per item), against the viewers x 10 frames/s the target asks;
 3. sitrep, city-sized subscriptions (each viewer its own box) at 4 ticks/s.
+``--phases city`` runs only step 3 (``whole`` runs steps 1 and 2); ``--profile DIR`` records a
+py-spy profile of each server worker during each sitrep phase (flame graphs in DIR).
 Viewers subscribe with ``--encoding`` (default ``compact``: positions as short arrays, meta only
 when it changes; ``json`` for the object form); bytes per item are printed for both phases.
 The driver (loadtests/ws_driver.py) decodes only a sample of viewers fully; the measurement
@@ -238,10 +240,54 @@ async def _login(url: str, user: str) -> str:
         return str(r.json()["access_token"])
 
 
+PROFILE_DIR = ""
+
+
+def _profilers(pid: int, label: str) -> list[subprocess.Popen[bytes]]:
+    """py-spy recorders on every worker (``--profile``), collapsed stacks, stopped with SIGINT."""
+    if not PROFILE_DIR:
+        return []
+    Path(PROFILE_DIR).mkdir(parents=True, exist_ok=True)
+    py_spy = str(Path(sys.executable).parent / "py-spy")
+    return [
+        subprocess.Popen(
+            [
+                py_spy,
+                "record",
+                "--nonblocking",
+                "--format",
+                "raw",
+                "-r",
+                "50",
+                "-p",
+                str(w),
+                "-o",
+                str(Path(PROFILE_DIR) / f"{label}-{w}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for w in sorted(_workers(pid))
+    ]
+
+
+def _stop_profilers(procs: list[subprocess.Popen[bytes]]) -> None:
+    import signal
+
+    for p in procs:
+        p.send_signal(signal.SIGINT)
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def sitrep_phase(  # type: ignore[no-untyped-def]
     server, devices, viewers: int, area: str, rate_hz: float, fixes_per_s: int, seconds: float, encoding: str = "json"
 ) -> dict:
     token = asyncio.run(_login(server.url, "coord"))
+    profilers = _profilers(server.proc.pid, f"{area}-connect")
     driver = subprocess.Popen(
         [
             sys.executable,
@@ -266,11 +312,14 @@ def sitrep_phase(  # type: ignore[no-untyped-def]
     )
     assert driver.stdout is not None
     driver.stdout.readline()  # {"ready": n}: every viewer has its snapshot (or the connect timeout passed)
+    _stop_profilers(profilers)
+    profilers = _profilers(server.proc.pid, f"{area}-window")
     workers0 = _workers(server.proc.pid)
     cpu0, t0 = _cpu_seconds(server.proc.pid), time.time()
     sent = asyncio.run(_ingest(server.url, token, devices, fixes_per_s, seconds))
     cpu = (_cpu_seconds(server.proc.pid) - cpu0) / (time.time() - t0)
     out, err = driver.communicate(timeout=seconds + 200)
+    _stop_profilers(profilers)
     restarted = len(workers0 - _workers(server.proc.pid))
     result = json.loads(out.strip().splitlines()[-1]) if out.strip() else {"error": err[-2000:]}
     result["fixes_per_s"] = round(sent / seconds)
@@ -327,7 +376,11 @@ def main() -> None:
     p.add_argument("--city-viewers", type=int, default=5000)
     p.add_argument("--city-rate", type=int, default=0, help="fixes/s during the city phase (default: --rate)")
     p.add_argument("--encoding", choices=["compact", "json"], default="compact", help="how viewers ask for positions")
+    p.add_argument("--phases", default="whole,city", help="comma-separated: whole (with the raw ceilings), city")
+    p.add_argument("--profile", default="", help="directory for py-spy flame graphs of the workers (optional)")
     args = p.parse_args()
+    global PROFILE_DIR
+    PROFILE_DIR = args.profile
 
     from tests.conftest import create_database, drop_database, run_cli, sitrep_env, start_redis, start_server
 
@@ -345,36 +398,45 @@ def main() -> None:
         server = start_server(env, tmp, workers=2, timeout=120)
         print(f"setup {time.time() - started:.0f}s; sitrep with 2 workers", flush=True)
 
-        whole = sitrep_phase(server, devices, args.viewers, "whole", 10, args.rate, args.duration, args.encoding)
-        size = int(whole.get("bytes_per_frame") or 0) or len(raw_frame(380 * args.rate // 10))
-        print(f"raw ceiling: websockets.broadcast of {size:,}-byte frames to {args.viewers} sockets ...", flush=True)
-        raw, raw_bytes = raw_ceiling(args.viewers, 8, size)
-        print(
-            f"  raw broadcast: {raw:,.0f} frames/s ({raw * raw_bytes / 1e6:,.0f} MB/s) delivered to {args.viewers} "
-            f"sockets, {raw_bytes:,}-byte frames",
-            flush=True,
-        )
-        print(_line("whole map", whole, raw), flush=True)
-        per_item = _per_item(whole)
-        need = args.viewers * whole.get("fixes_per_s", 0) * per_item / 1e6
-        print(
-            f"  what the whole-map target asks: {args.viewers} viewers x {whole.get('fixes_per_s')} items/s x "
-            f"{per_item:.0f} B = {need:,.0f} MB/s of frames, {need / max(raw * raw_bytes / 1e6, 1e-9):.1f}x the raw "
-            "ceiling measured above",
-            flush=True,
-        )
-        # The frame the target really asks for: every fix of the tick at this encoding's bytes per item.
-        target_bytes = int(per_item * whole.get("fixes_per_s", 0) / 10) + 120
-        raw_t, raw_t_bytes = raw_ceiling(args.viewers, 6, target_bytes)
-        print(
-            f"  raw broadcast of the target's frames ({raw_t_bytes:,} B = {whole.get('fixes_per_s', 0) / 10:.0f} items "
-            f"x {per_item:.0f} B): {raw_t:,.0f} frames/s ({raw_t * raw_t_bytes / 1e6:,.0f} MB/s) to {args.viewers} "
-            f"sockets = {raw_t / max(args.viewers * 10, 1):.0%} of the {args.viewers * 10:,} frames/s the target asks",
-            flush=True,
-        )
-        city_rate = args.city_rate or args.rate
-        city = sitrep_phase(server, devices, args.city_viewers, "city", 4, city_rate, args.duration, args.encoding)
-        print(_line("city areas @4 Hz", city), flush=True)
+        phases = set(args.phases.split(","))
+        whole: dict = {}  # type: ignore[type-arg]
+        city: dict = {}  # type: ignore[type-arg]
+        raw = raw_t = 0.0
+        raw_bytes = raw_t_bytes = 0
+        if "whole" in phases:
+            whole = sitrep_phase(server, devices, args.viewers, "whole", 10, args.rate, args.duration, args.encoding)
+            size = int(whole.get("bytes_per_frame") or 0) or len(raw_frame(380 * args.rate // 10))
+            print(
+                f"raw ceiling: websockets.broadcast of {size:,}-byte frames to {args.viewers} sockets ...", flush=True
+            )
+            raw, raw_bytes = raw_ceiling(args.viewers, 8, size)
+            print(
+                f"  raw broadcast: {raw:,.0f} frames/s ({raw * raw_bytes / 1e6:,.0f} MB/s) delivered to {args.viewers} "
+                f"sockets, {raw_bytes:,}-byte frames",
+                flush=True,
+            )
+            print(_line("whole map", whole, raw), flush=True)
+            per_item = _per_item(whole)
+            need = args.viewers * whole.get("fixes_per_s", 0) * per_item / 1e6
+            print(
+                f"  what the whole-map target asks: {args.viewers} viewers x {whole.get('fixes_per_s')} items/s x "
+                f"{per_item:.0f} B = {need:,.0f} MB/s of frames, {need / max(raw * raw_bytes / 1e6, 1e-9):.1f}x the raw "
+                "ceiling measured above",
+                flush=True,
+            )
+            # The frame the target really asks for: every fix of the tick at this encoding's bytes per item.
+            target_bytes = int(per_item * whole.get("fixes_per_s", 0) / 10) + 120
+            raw_t, raw_t_bytes = raw_ceiling(args.viewers, 6, target_bytes)
+            print(
+                f"  raw broadcast of the target's frames ({raw_t_bytes:,} B = {whole.get('fixes_per_s', 0) / 10:.0f} items "
+                f"x {per_item:.0f} B): {raw_t:,.0f} frames/s ({raw_t * raw_t_bytes / 1e6:,.0f} MB/s) to {args.viewers} "
+                f"sockets = {raw_t / max(args.viewers * 10, 1):.0%} of the {args.viewers * 10:,} frames/s the target asks",
+                flush=True,
+            )
+        if "city" in phases:
+            city_rate = args.city_rate or args.rate
+            city = sitrep_phase(server, devices, args.city_viewers, "city", 4, city_rate, args.duration, args.encoding)
+            print(_line("city areas @4 Hz", city), flush=True)
         print(
             json.dumps(
                 {

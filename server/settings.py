@@ -230,6 +230,10 @@ class StreamSettings(_EnvSettings):
     """Most objects per topic in a snapshot (the snapshot says `truncated` beyond it)."""
     stream_snapshot_concurrency: int = 3
     """Snapshot reads a worker runs at once; the rest wait, so a reconnect storm leaves pool connections for ingest."""
+    stream_live_refresh_s: float = 30.0
+    """How often each worker reloads its in-memory copy of latest_positions (positions snapshots) from
+    PostgreSQL in full, besides at start and on an epoch change (a safety net for writes that bypass the
+    stream); 0 = never."""
     stream_redis_prefix: str = "sitrep:stream"
     """Prefix of the Redis keys and channel the stream uses."""
 

@@ -114,17 +114,17 @@ def meta_array(
 
 def encode_change(
     key: str, data: bytes | msgspec.Raw, accepted_at: float, team_id: str | None
-) -> tuple[bytes, bytes | None]:
-    """(position, meta) arrays of one ``positions`` change whose ``data`` is JSON bytes (a delete has
-    no meta)."""
+) -> tuple[bytes, bytes | None, int | None]:
+    """(position, meta, fix_time_ms) of one ``positions`` change whose ``data`` is JSON bytes (a delete
+    has no meta and no fix time)."""
     d = _data_dec.decode(data)
     rid = d.id or key
     if d.deleted:
-        return position_array(rid, None, None, None, None, None, None, False, accepted_at, True), None
+        return position_array(rid, None, None, None, None, None, None, False, accepted_at, True), None, None
     position = position_array(
         rid, d.lon, d.lat, d.fix_time, d.speed_mps, d.heading_deg, d.accuracy_m, d.stale, accepted_at
     )
-    return position, meta_array(rid, d.callsign, d.status, team_id, d.battery_pct)
+    return position, meta_array(rid, d.callsign, d.status, team_id, d.battery_pct), _ms(d.fix_time)
 
 
 def expand(position: list[Any], meta: list[Any] | None = None) -> dict[str, Any]:

@@ -44,6 +44,7 @@ async def stream_ws(socket: WebSocket[Any, Any, Any]) -> None:
         return
     hub = _hub(socket)
     viewer = hub.connect(principal, "ws")
+    viewer.writer = _direct_writer(socket.send)
     receiver = asyncio.create_task(_receive(socket, hub, viewer))
     try:
         await _send(socket, viewer)
@@ -72,6 +73,7 @@ async def _send(socket: WebSocket[Any, Any, Any], viewer: Viewer) -> None:
         while True:
             for frame in await viewer.next_frames():
                 await send({"type": "websocket.send", "text": frame.text})
+            viewer.sent()
     except ViewerClosed as closed:
         if closed.code != 1000 or closed.reason != "client closed":
             with contextlib.suppress(Exception):
@@ -79,6 +81,49 @@ async def _send(socket: WebSocket[Any, Any, Any], viewer: Viewer) -> None:
     except Exception as exc:
         log.info("stream send failed", extra={"error": repr(exc)})
         viewer.close(1011, "send failed")
+
+
+def _direct_writer(send: Any) -> Any:
+    """A synchronous writer of text frames straight to uvicorn's sans-I/O WebSocket protocol under
+    ``send`` (found through the ASGI send wrappers), or None when the server is another one. It
+    writes only while the transport is not paused (below its high-water mark), the connection is
+    open and no close was sent; otherwise it says False and the frame takes the queued path."""
+    proto = _protocol_under(send)
+    if proto is None:
+        return None
+    conn, transport, writable = proto.conn, proto.transport, proto.writable
+
+    def write(text: str) -> bool:
+        if proto.disconnected or proto.close_sent or not writable.is_set() or transport.is_closing():
+            return False
+        conn.send_text(text.encode())
+        transport.write(b"".join(conn.data_to_send()))
+        return True
+
+    return write
+
+
+def _protocol_under(send: Any, depth: int = 8) -> Any:
+    """The uvicorn ``WebSocketsSansIOProtocol`` whose ``send`` the ASGI wrappers close over, if any."""
+    stack, seen = [(send, 0)], set()
+    while stack:
+        fn, d = stack.pop()
+        if id(fn) in seen or d > depth:
+            continue
+        seen.add(id(fn))
+        owner = getattr(fn, "__self__", None)
+        if type(owner).__name__ == "WebSocketsSansIOProtocol" and all(
+            hasattr(owner, a) for a in ("conn", "transport", "writable", "disconnected", "close_sent")
+        ):
+            return owner
+        for cell in getattr(fn, "__closure__", None) or ():
+            try:
+                value = cell.cell_contents
+            except ValueError:
+                continue
+            if callable(value):
+                stack.append((value, d + 1))
+    return None
 
 
 def _sse_principal(request: Request[Any, Any, Any]) -> Principal:

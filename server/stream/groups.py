@@ -180,6 +180,11 @@ class Group:
         self._pending.update(pairs)
         self.taken(seq)
 
+    def take(self, seq: int, pairs: Any) -> None:
+        """Take pre-matched pairs without scheduling a flush (the router's lanes flush on their tick)."""
+        self._pending.update(pairs)
+        self._pending_seq = seq
+
     def taken(self, seq: int) -> None:
         """Something new is pending as of batch ``seq``: flush now or when the rate allows."""
         self._pending_seq = seq

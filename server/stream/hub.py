@@ -30,6 +30,7 @@ from . import snapshot
 from .area import Area
 from .groups import Group, GroupKey, SnapshotShare, group_key
 from .history import History, parse_message
+from .livetable import LivePositions
 from .protocol import Ping, Resume, StreamError, Subscribe, Unsubscribe
 from .protocol import parse_message as parse_client
 from .router import Router
@@ -65,6 +66,9 @@ class StreamHub:
         self._received: deque[tuple[float, int]] = deque()
         self._unsubscribe_bus: Any = None
         self.stopping = False
+        self.live = LivePositions()
+        """This worker's copy of ``latest_positions`` for positions snapshots (see :mod:`.livetable`)."""
+        self._live_due = asyncio.Event()
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def start(self, runtime: Runtime) -> None:
@@ -87,6 +91,7 @@ class StreamHub:
             asyncio.create_task(self._subscriber(), name="stream-subscriber"),
             asyncio.create_task(self._heartbeats(), name="stream-heartbeats"),
             asyncio.create_task(self._trimmer(), name="stream-trimmer"),
+            asyncio.create_task(self._live_keeper(), name="stream-live-positions"),
         ]
 
     async def stop(self) -> None:
@@ -220,6 +225,7 @@ class StreamHub:
                     it.meta = shared
                 else:
                     canon[it.key] = meta
+        self.live.apply(batch.items)
         self.last_seq = max(self.last_seq, batch.seq)
         self._received.append((batch.t, batch.seq))
         m.BATCHES_RECEIVED.inc()
@@ -232,6 +238,10 @@ class StreamHub:
         self.epoch = epoch
         self.last_seq = seq
         self._received.clear()
+        # Ticks may have been lost: the live positions table reloads from PostgreSQL (meanwhile
+        # snapshots read SQL).
+        self.live.invalidate()
+        self._live_due.set()
         if not had_epoch:
             return
         m.RESYNCS.inc()
@@ -247,6 +257,27 @@ class StreamHub:
         m.FRAMES.inc(n)
 
     # ---- housekeeping ----------------------------------------------------------------------
+    async def _live_keeper(self) -> None:
+        """Load the live positions table at start, after an epoch change, and every
+        ``stream_live_refresh_s`` (a safety net for writes that bypass the stream)."""
+        refresh = self.settings.stream_live_refresh_s
+        while True:
+            try:
+                await asyncio.wait_for(self._live_due.wait(), refresh if refresh > 0 else None)
+            except TimeoutError:
+                pass
+            self._live_due.clear()
+            try:
+                async with self.runtime.pool.acquire() as conn:
+                    await self.live.load(conn)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("live positions not loaded; snapshots read SQL", extra={"error": repr(exc)})
+                self.live.invalidate()
+                self._live_due.set()
+                await asyncio.sleep(1.0)
+
     async def _heartbeats(self) -> None:
         while True:
             await asyncio.sleep(self.settings.stream_heartbeat_s)
@@ -416,7 +447,24 @@ class StreamHub:
         group = vsub.group
         share = group.share
         if share is None or not share.usable(self.epoch):
-            future = asyncio.ensure_future(self._load_snapshot(group))
+            if snapshot.needs_sql(group.topics, group.scope, self.live):
+                future = asyncio.ensure_future(self._load_snapshot(group))
+            else:
+                # Served from memory, at exactly (epoch, last_seq): no query, no wait.
+                future = asyncio.get_running_loop().create_future()
+                try:
+                    future.set_result(
+                        snapshot.load_live(
+                            group.topics,
+                            group.area,
+                            group.scope,
+                            self.settings.stream_snapshot_limit,
+                            group.encoding,
+                            self.live,
+                        )
+                    )
+                except Exception as exc:
+                    future.set_exception(exc)
             share = SnapshotShare(self.epoch, self.last_seq, future)
             group.share = share
             if group.snapshot_started():
@@ -451,5 +499,11 @@ class StreamHub:
     async def _load_snapshot(self, group: Group) -> tuple[str, bool, dict[str, bytes]]:
         async with self._snapshot_slots, self.runtime.pool.acquire() as conn:
             return await snapshot.load(
-                conn, group.topics, group.area, group.scope, self.settings.stream_snapshot_limit, group.encoding
+                conn,
+                group.topics,
+                group.area,
+                group.scope,
+                self.settings.stream_snapshot_limit,
+                group.encoding,
+                self.live,
             )

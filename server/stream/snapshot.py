@@ -5,7 +5,7 @@ the ``compact`` encoding, positions are a ``meta`` and a ``positions`` array per
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import msgspec
@@ -17,11 +17,13 @@ from . import compact
 from .area import Area
 from .scope import Scope
 
+if TYPE_CHECKING:
+    from .livetable import LivePositions
+
 # Positions are the bulk of a snapshot (one row per responder, for every joining viewer), so
 # PostgreSQL builds each item's JSON (compact, as row_to_json writes it), in the shape the positions area publishes as deltas (fix_time
 # as Python's isoformat: microseconds only when non-zero); Python only filters and joins.
-POSITIONS_SQL = """
-SELECT ST_X(lp.geom) AS lon, ST_Y(lp.geom) AS lat, (
+POSITION_ITEM_SQL = """(
   SELECT row_to_json(i)::text FROM (
     SELECT 'positions' AS topic, lp.responder_id AS key, (
       SELECT row_to_json(d) FROM (
@@ -34,7 +36,11 @@ SELECT ST_X(lp.geom) AS lon, ST_Y(lp.geom) AS lat, (
       ) d
     ) AS data, extract(epoch FROM lp.received_at)::float8 AS accepted_at
   ) i
-) AS item
+)"""
+"""One joined ``latest_positions lp`` + ``responders r`` row's JSON item."""
+
+POSITIONS_SQL = f"""
+SELECT ST_X(lp.geom) AS lon, ST_Y(lp.geom) AS lat, {POSITION_ITEM_SQL} AS item
 FROM latest_positions lp JOIN responders r ON r.id = lp.responder_id
 WHERE ($1::float8 IS NULL OR lp.geom && ST_MakeEnvelope($1, $2, $3, $4, 4326))
   AND ($5::boolean OR r.team_id = $6::uuid OR r.id = $7::uuid)
@@ -101,17 +107,30 @@ def _item(topic: str, key: str, data: dict[str, Any], accepted_at: float) -> byt
     return _enc.encode({"topic": topic, "key": key, "data": data, "accepted_at": accepted_at})
 
 
+SQL_TOPICS = frozenset({"incidents", "hazards", "alerts"})
+"""Topics whose snapshot is always read from PostgreSQL (few objects each)."""
+
+
+def needs_sql(topics: frozenset[str], scope: Scope, live: LivePositions | None) -> bool:
+    """Does a snapshot of ``topics`` need a connection (or can the live table serve it all)?"""
+    if topics & SQL_TOPICS:
+        return True
+    return "positions" in topics and scope.kind != "public" and (live is None or not live.warm)
+
+
 async def load(
-    conn: asyncpg.Connection,
+    conn: asyncpg.Connection | None,
     topics: frozenset[str],
     area: Area,
     scope: Scope,
     limit: int,
     encoding: str = "json",
+    live: LivePositions | None = None,
 ) -> tuple[str, bool, dict[str, bytes]]:
     """The snapshot's body fields for ``topics`` in ``area`` (``"items":[…]``, plus ``meta`` and
     ``positions`` when compact), whether any topic hit ``limit``, and (compact) each responder's
-    encoded meta."""
+    encoded meta. Positions come from ``live`` when it is warm (see :mod:`.livetable`), otherwise
+    from SQL; ``conn`` may be None when :func:`needs_sql` is False."""
     env = area.bbox or area.envelope
     box: list[float | None] = list(env) if env else [None, None, None, None]
     everyone = scope.kind == "all"
@@ -121,7 +140,15 @@ async def load(
     metas: dict[str, bytes] = {}
     positions: list[bytes] = []
     truncated = False
-    if "positions" in topics and scope.kind != "public" and encoding == "compact":
+    if "positions" in topics and scope.kind != "public" and live is not None and live.warm:
+        picked, hit = live.select(area, scope, limit)
+        truncated |= hit
+        if encoding == "compact":
+            metas, positions = live.compact_parts(picked)
+        else:
+            items.extend(live.json_items(picked))
+    elif "positions" in topics and scope.kind != "public" and encoding == "compact":
+        assert conn is not None
         rows = await conn.fetch(COMPACT_POSITIONS_SQL, *box, everyone, team, rsp, limit)
         truncated |= len(rows) >= limit
         for r in rows:
@@ -143,6 +170,7 @@ async def load(
                 )
             )
     elif "positions" in topics and scope.kind != "public":
+        assert conn is not None
         rows = await conn.fetch(POSITIONS_SQL, *box, everyone, team, rsp, limit)
         truncated |= len(rows) >= limit
         exact = area.cells is not None  # a bbox is exact in SQL already
@@ -151,6 +179,7 @@ async def load(
                 continue
             items.append(r["item"].encode())
     if "incidents" in topics and scope.kind != "public":
+        assert conn is not None
         rows = await conn.fetch(INCIDENTS_SQL, *box, everyone, team, rsp, limit)
         truncated |= len(rows) >= limit
         for r in rows:
@@ -159,6 +188,7 @@ async def load(
             data = msgspec.to_builtins(to_incident(r))
             items.append(_item("incidents", str(r["id"]), data, r["updated_at"].timestamp()))
     if "hazards" in topics:
+        assert conn is not None
         rows = await conn.fetch(HAZARDS_SQL, *box, scope.kind == "public", limit)
         truncated |= len(rows) >= limit
         for r in rows:
@@ -167,6 +197,7 @@ async def load(
                 continue
             items.append(_item("hazards", change.key, change.data, r["updated_at"].timestamp()))
     if "alerts" in topics:
+        assert conn is not None
         rows = await conn.fetch(ALERTS_SQL, *box, limit)
         truncated |= len(rows) >= limit
         for r in rows:
@@ -186,6 +217,25 @@ async def load(
                 "geometry": r["geometry"],
             }
             items.append(_item("alerts", aid, data, r["accepted_at"]))
+    if encoding == "compact":
+        return compact.join(items, list(metas.values()), positions), truncated, metas
+    return '"items":[' + b",".join(items).decode() + "]", truncated, metas
+
+
+def load_live(
+    topics: frozenset[str], area: Area, scope: Scope, limit: int, encoding: str, live: LivePositions
+) -> tuple[str, bool, dict[str, bytes]]:
+    """:func:`load` without I/O, for topics the warm live table serves alone (see :func:`needs_sql`)."""
+    items: list[bytes] = []
+    metas: dict[str, bytes] = {}
+    positions: list[bytes] = []
+    truncated = False
+    if "positions" in topics and scope.kind != "public":
+        picked, truncated = live.select(area, scope, limit)
+        if encoding == "compact":
+            metas, positions = live.compact_parts(picked)
+        else:
+            items = live.json_items(picked)
     if encoding == "compact":
         return compact.join(items, list(metas.values()), positions), truncated, metas
     return '"items":[' + b",".join(items).decode() + "]", truncated, metas

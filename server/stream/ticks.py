@@ -58,6 +58,7 @@ class Item:
         "bbox",
         "cells",
         "compact",
+        "fix_ms",
         "json",
         "key",
         "lat",
@@ -84,9 +85,11 @@ class Item:
         """Positions only: the compact position array (see :mod:`.compact`); other topics stay JSON."""
         self.meta: bytes | None = None
         """Positions only: the compact meta array (callsign, status, team, battery)."""
+        self.fix_ms: int | None = None
+        """Positions only: the fix time (unix ms; None for a delete)."""
         if w.topic == "positions":
             try:
-                self.compact, self.meta = encode_change(w.key, w.data, w.accepted_at, w.team_id)
+                self.compact, self.meta, self.fix_ms = encode_change(w.key, w.data, w.accepted_at, w.team_id)
             except (msgspec.ValidationError, msgspec.DecodeError, ValueError, OverflowError):
                 pass  # not position-shaped: compact viewers get this item as its json object
         self.cells: dict[int, int] = {}

@@ -3,6 +3,11 @@
 Transport-agnostic: the WebSocket and SSE handlers drain :meth:`Viewer.next_frames` and write
 them. Producers only ever append (never await), so one slow viewer cannot slow the others: when
 its queue is full it is closed with 4008 and a reason.
+
+A transport that can write without waiting (a WebSocket whose socket buffer is below its high-water
+mark) sets :attr:`Viewer.writer`: while nothing is queued or being sent, a frame is written at once
+by the producer, with no task switch per viewer per tick; otherwise (the socket is backed up) it
+joins the bounded queue behind what is waiting, which the handler drains in order.
 """
 
 from __future__ import annotations
@@ -74,10 +79,20 @@ class Viewer:
         self._queue: deque[Frame] = deque()
         self._wake = asyncio.Event()
         self._on_drop = on_drop
+        self.writer: Callable[[str], bool] | None = None
+        """Writes a frame's text now and returns True, or returns False when it cannot without waiting."""
+        self.sending = False
+        """The handler holds frames taken from the queue and has not finished writing them."""
 
     def put(self, frame: Frame) -> bool:
         if self.closed is not None:
             return False
+        if self.writer is not None and not self._queue and not self.sending:
+            try:
+                if self.writer(frame.text):
+                    return True
+            except Exception:
+                self.writer = None  # the queue path reports what went wrong
         if len(self._queue) >= self.limit:
             self.drop()
             return False
@@ -111,7 +126,12 @@ class Viewer:
             raise self.closed
         frames = list(self._queue)
         self._queue.clear()
+        self.sending = True
         return frames
+
+    def sent(self) -> None:
+        """The frames :meth:`next_frames` returned are written: direct writes may resume."""
+        self.sending = False
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)

@@ -200,8 +200,62 @@ async def test_router_gives_many_box_groups_exactly_what_asking_each_group_gives
     routed = groups()
     for g in plain:
         g.offer(batch)
-    Router().deliver(batch, routed, 1)
+    router = Router()
+    router.deliver(batch, routed, 1)
+    router.route_pending(flush=False)
     assert [g._pending for g in routed] == [g._pending for g in plain]
     assert sum(len(g._pending) for g in plain) > 500
     for g in plain + routed:
+        g.close()
+
+
+async def test_router_lanes_route_queued_batches_once_per_tick_newest_state_per_key() -> None:
+    from server.stream.router import MIN_GROUPS, Router
+
+    scope = Scope("all")
+    rate = 20.0
+    groups, viewers = [], []
+    for i in range(MIN_GROUPS + 4):
+        area = Area(bbox=(CITY[0] - 0.1 - i * 1e-4, CITY[1] - 0.1, CITY[0] + 0.1, CITY[1] + 0.1))
+        g = Group(
+            group_key(frozenset({"positions"}), area, rate, scope),
+            frozenset({"positions"}),
+            area,
+            rate,
+            scope,
+            lambda: "ep",
+        )
+        v = Viewer(principal("coordinator"), scope, 64, lambda v: None)
+        g.add(ViewerSub("s", v, g, holding=False))
+        groups.append(g)
+        viewers.append(v)
+    far = Area(bbox=(0.0, 0.0, 1.0, 1.0))
+    groups.append(
+        Group(
+            group_key(frozenset({"positions"}), far, rate, scope),
+            frozenset({"positions"}),
+            far,
+            rate,
+            scope,
+            lambda: "ep",
+        )
+    )
+    router = Router()
+    router.deliver(decode_batch("ep", 1, encode_batch([change("a", v=1)], "w")), groups, 1)
+    await asyncio.sleep(0)  # the first batch after a quiet interval goes at once
+    assert all(v.queued == 1 for v in viewers)
+    # Two more batches within the interval: one frame per group at the lane's next tick, newest per key.
+    router.deliver(decode_batch("ep", 2, encode_batch([change("a", v=2), change("b", v=1)], "w")), groups, 1)
+    router.deliver(decode_batch("ep", 3, encode_batch([change("a", v=3)], "w")), groups, 1)
+    await asyncio.sleep(0.01)
+    assert all(v.queued == 1 for v in viewers)
+    await asyncio.sleep(1 / rate + 0.03)
+    for v in viewers:
+        frames = await v.next_frames()
+        assert len(frames) == 2
+        last = json.loads(frames[1].text)
+        assert last["seq"] == 3
+        assert {(it["key"], it["data"]["v"]) for it in last["items"]} == {("a", 3), ("b", 1)}
+    assert not groups[-1]._pending  # nothing in its box
+    for g in groups:
         g.close()
