@@ -13,6 +13,7 @@ enough candidates lie within the radius the disk is sure to cover.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -40,8 +41,11 @@ def inner_radius_m(res: int, k: int) -> float:
     return 0.8 * (1.5 * k + 0.866) * edge_length_m(res)
 
 
+@functools.lru_cache(maxsize=4096)
 def descendant_ranges(cell: int, res: int, k: int) -> tuple[list[int], list[int]]:
-    """``[lo], [hi]`` of the res-9 descendants of every cell of the disk around ``cell``'s ``res`` parent."""
+    """``[lo], [hi]`` of the res-9 descendants of every cell of the disk around ``cell``'s ``res`` parent.
+
+    Cached (per worker): an incident's searches repeat while it is open. Callers must not change the lists."""
     origin = h3.int_to_str(cell)
     if res < RES_POSITION:
         origin = h3.cell_to_parent(origin, res)
@@ -56,22 +60,19 @@ def descendant_ranges(cell: int, res: int, k: int) -> tuple[list[int], list[int]
     return los, his
 
 
-# Two queries on purpose: joined in one, the planner misjudges the range join's size and hashes
-# the whole responders table on every call. The LATERAL (with OFFSET 0 as a fence) keeps the ranges
-# as the outer side even in a generic plan; otherwise a cached plan may scan latest_positions and
-# re-run the unnest for every row.
+# The LATERAL (with OFFSET 0 as a fence) keeps the ranges as the outer side even in a generic plan
+# (otherwise a cached plan may scan latest_positions and re-run the unnest for every row), and the
+# responders join stays a nested loop over the primary key (checked with a forced generic plan).
 POSITIONS_SQL = """
-SELECT lp.responder_id, ST_X(lp.geom) AS lon, ST_Y(lp.geom) AS lat, lp.fix_time
+SELECT r.id, ST_X(lp.geom) AS lon, ST_Y(lp.geom) AS lat, lp.fix_time, r.status, r.team_id, r.skills,
+       r.callsign AS name
 FROM unnest($1::bigint[], $2::bigint[]) AS rng(lo, hi)
 CROSS JOIN LATERAL (
     SELECT l.responder_id, l.geom, l.fix_time FROM latest_positions l
     WHERE l.h3 >= rng.lo AND l.h3 <= rng.hi AND NOT l.stale AND l.fix_time > now() - make_interval(secs => $3)
     OFFSET 0
 ) AS lp
-"""
-RESPONDERS_SQL = """
-SELECT r.id, r.status, r.team_id, r.skills, r.callsign AS name
-FROM responders r WHERE r.id = ANY($1::uuid[]) AND r.status = 'available'
+JOIN responders r ON r.id = lp.responder_id AND r.status = 'available'
 """
 
 RESOURCES_SQL = """
@@ -111,19 +112,23 @@ async def gather(work: Work, lon: float, lat: float, cell: int, need: int) -> tu
     s = work.settings
     max_radius = s.incidents.dispatch_max_radius_m
     found: dict[str, Candidate] = {}
-    looked_up: set[Any] = set()
     radius = 0.0
     for res, k in STEPS:
         los, his = descendant_ranges(cell, res, k)
-        positions = await work.conn.fetch(POSITIONS_SQL, los, his, float(s.ingest.stale_after_s))
-        new = [p for p in positions if p["responder_id"] not in looked_up]
-        if new:
-            looked_up.update(p["responder_id"] for p in new)
-            units = {r["id"]: r for r in await work.conn.fetch(RESPONDERS_SQL, [p["responder_id"] for p in new])}
-            for p in new:
-                unit = units.get(p["responder_id"])
-                if unit is not None:
-                    found[str(unit["id"])] = _candidate({**dict(unit), **dict(p), "id": str(unit["id"])}, "responder")
+        for row in await work.conn.fetch(POSITIONS_SQL, los, his, float(s.ingest.stale_after_s)):
+            rid = str(row["id"])
+            if rid not in found:
+                found[rid] = Candidate(
+                    id=rid,
+                    kind="responder",
+                    lon=row["lon"],
+                    lat=row["lat"],
+                    fix_time=row["fix_time"],
+                    status=row["status"],
+                    team_id=str(row["team_id"]) if row["team_id"] else None,
+                    skills=frozenset(row["skills"] or ()),
+                    name=row["name"] or "",
+                )
         radius = min(inner_radius_m(res, k), max_radius)
         if found:
             pool = list(found.values())
@@ -189,12 +194,30 @@ async def _hazards(work: Work, lon: float, lat: float, candidates: list[Candidat
     rows = await work.conn.fetch(HAZARDS_SQL, min(lons), min(lats), max(lons), max(lats))
     if not rows:
         return []
-    geoms = shapely.from_wkb([r["wkb"] for r in rows])
+    geoms = np.array([_hazard_geometry(r["wkb"]) for r in rows], dtype=object)
     # only hazards touching the hull of the candidates and the incident can hold a unit or cross a route
     hull = shapely.convex_hull(shapely.multipoints(np.column_stack([lons, lats])))
     keep = shapely.intersects(geoms, hull)
-    shapely.prepare(geoms)
     return [(r["id"], g, r["name"]) for r, g, k in zip(rows, geoms, keep.tolist(), strict=True) if k]
+
+
+_geometries: dict[bytes, Any] = {}
+MAX_CACHED_HAZARDS = 20_000
+
+
+def _hazard_geometry(wkb: bytes) -> Any:
+    """A hazard's parsed, prepared geometry, kept per worker by its WKB (so any change is a new entry).
+
+    Hazards change rarely and are read by every recommendation: hashing the bytes is far cheaper than
+    parsing and preparing the polygon on every request."""
+    geom = _geometries.get(wkb)
+    if geom is None:
+        if len(_geometries) >= MAX_CACHED_HAZARDS:
+            _geometries.clear()
+        geom = shapely.from_wkb(wkb)
+        shapely.prepare(geom)
+        _geometries[wkb] = geom
+    return geom
 
 
 def bounded(
