@@ -268,16 +268,19 @@ class PolygonCover:
         the stored ``hazard_cells``), without classifying again. ValueError when there are no cells or
         they are not all of one resolution."""
         self = cls.__new__(cls)
-        self.interior = frozenset(int(c) for c in interior)
-        self.boundary = frozenset(int(c) for c in boundary)
-        resolutions = {h3i.get_resolution(c) for c in self.interior | self.boundary}
+        inner = np.unique(np.asarray(list(interior), dtype=np.int64))
+        edge = np.unique(np.asarray(list(boundary), dtype=np.int64))
+        # an H3 index keeps its resolution in bits 52-55 (what h3's get_resolution reads), for every cell at once
+        resolutions = np.unique(np.concatenate([inner, edge]) >> 52 & 0xF).tolist()
         if len(resolutions) != 1:
-            raise ValueError(f"cells must share one resolution (got {sorted(resolutions)})")
-        self.res = resolutions.pop()
+            raise ValueError(f"cells must share one resolution (got {resolutions})")
+        self.res = int(resolutions[0])
+        self.interior = frozenset(inner.tolist())
+        self.boundary = frozenset(edge.tolist())
         self.geometry = geometry
         shapely.prepare(self.geometry)
-        self._interior_arr = np.fromiter(sorted(self.interior), dtype=np.int64, count=len(self.interior))
-        self._boundary_arr = np.fromiter(sorted(self.boundary), dtype=np.int64, count=len(self.boundary))
+        self._interior_arr = inner
+        self._boundary_arr = edge
         return self
 
     def __len__(self) -> int:

@@ -65,6 +65,7 @@ class FenceEngine:
         self._counter = 0
         self._late: list[Fix] = []
         self._evaluated: set[str] = set()
+        self._changed: set[tuple[str, str]] = set()
         self._near: dict[tuple[int, int], bool] = {}
 
     # ------------------------------------------------------------------ fences
@@ -124,6 +125,7 @@ class FenceEngine:
         for rid in sorted(self._members.pop(fence_id, set())):
             resp = self._responders[rid]
             visit = resp.visits.pop(fence_id, None)
+            self._changed.add((rid, fence_id))
             if visit is None or visit.state != INSIDE:
                 continue
             probe = self._probe_of(rid, resp, reason)
@@ -308,6 +310,22 @@ class FenceEngine:
         out, self._evaluated = self._evaluated, set()
         return out
 
+    def drain_changed(self) -> set[tuple[str, str]]:
+        """``(responder, fence)`` pairs whose visit was created, changed (state, since, group or
+        fence version; not merely ``last_fix_time``) or dropped since the last call: all an
+        incremental persister has to write (see :meth:`visit_of`). A pair may be listed although
+        it ended as it began (a visit opened and dropped again); :meth:`restore` marks nothing."""
+        out, self._changed = self._changed, set()
+        return out
+
+    def visit_of(self, responder_id: str, fence_id: str) -> VisitState | None:
+        """The open visit of one responder in one fence, or None."""
+        resp = self._responders.get(responder_id)
+        v = resp.visits.get(fence_id) if resp is not None else None
+        if v is None:
+            return None
+        return VisitState(v.state, v.since, v.group, v.last_fix_time, v.fence_version)
+
     # ------------------------------------------------------------------ internals
     def _alloc_slot(self) -> int:
         self._next_slot += 1
@@ -360,6 +378,7 @@ class FenceEngine:
                 entry = self._fences.get(fid)
                 if entry is None:
                     resp.visits.pop(fid, None)
+                    self._changed.add((fix.responder_id, fid))
                     continue
                 self._step(entry, resp, probe, entry.slot in inside_slots, None, now, events, per_fix=True)
             resp.team_id, resp.lon, resp.lat = fix.team_id, fix.lon, fix.lat
@@ -453,10 +472,10 @@ class FenceEngine:
             entry = entries[0][0]
             inside_of[entry.slot] = set(np.flatnonzero(entry.cover.contains(lons, lats)).tolist())
         else:
-            index = CoverIndex()
-            for entry, _ in entries:
-                index.add(entry.slot, entry.cover)
-            pts, slots, _, _ = _contained(index, lons, lats)
+            # the engine's own index already holds these covers (added above): its candidate pairs,
+            # kept to the changed fences, instead of indexing every cell of the batch a second time
+            wanted = np.fromiter((entry.slot for entry, _ in entries), dtype=np.int64, count=len(entries))
+            pts, slots, _, _ = _contained(self._index, lons, lats, only=wanted)
             for p, s in zip(pts.tolist(), slots.tolist(), strict=True):
                 inside_of.setdefault(s, set()).add(p)
         # the accuracy test of everyone who would enter, for all fences in one vectorised call
@@ -510,6 +529,28 @@ class FenceEngine:
         return distance_to_boundary_m(geom, probe.lon, probe.lat, acc) < acc
 
     def _step(
+        self,
+        entry: _Entry,
+        resp: _Responder,
+        probe: _Probe,
+        in_plain: bool,
+        in_outer: bool | None,
+        now: datetime,
+        events: list[FenceEvent],
+        *,
+        per_fix: bool,
+    ) -> None:
+        """One responder against one fence; records the pair in :meth:`drain_changed` when its
+        persisted part (state, since, group, fence version) changed."""
+        fid = entry.fence.id
+        before = resp.visits.get(fid)
+        key = None if before is None else (before.state, before.since, before.fence_version)
+        self._transition(entry, resp, probe, in_plain, in_outer, now, events, per_fix=per_fix)
+        after = resp.visits.get(fid)
+        if after is not before or (after is not None and key != (after.state, after.since, after.fence_version)):
+            self._changed.add((probe.responder_id, fid))
+
+    def _transition(
         self,
         entry: _Entry,
         resp: _Responder,
@@ -635,12 +676,18 @@ class FenceEngine:
 
 
 def _contained(
-    index: CoverIndex, lons: np.ndarray[Any, Any], lats: np.ndarray[Any, Any]
+    index: CoverIndex,
+    lons: np.ndarray[Any, Any],
+    lats: np.ndarray[Any, Any],
+    only: np.ndarray[Any, Any] | None = None,
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], int, int]:
     """``(point_index, key)`` pairs where the indexed cover's polygon contains the point, plus the
     candidate and exact-test counts: interior cells are hits, boundary cells get one vectorised
-    ``contains_xy`` per cover."""
+    ``contains_xy`` per cover. ``only``: keep to these keys."""
     pts, keys, interior = index.candidates(lons, lats)
+    if only is not None:
+        wanted = np.isin(keys, only)
+        pts, keys, interior = pts[wanted], keys[wanted], interior[wanted]
     keep = interior.copy()
     boundary = np.flatnonzero(~interior)
     if boundary.size:

@@ -114,9 +114,10 @@ def geofence_fence(row: asyncpg.Record) -> Fence:
 
 _HAZARD_SQL = (
     "SELECT id, kind, severity, source, title, ST_AsBinary(geom) AS wkb, valid_until, updated_at, status, valid_from, "
-    "(SELECT array_agg(c.cell) FROM hazard_cells c WHERE c.hazard_id = hazards.id AND c.interior) AS interior_cells, "
-    "(SELECT array_agg(c.cell) FROM hazard_cells c WHERE c.hazard_id = hazards.id AND NOT c.interior) AS boundary_cells "
-    "FROM hazards "
+    "cc.interior_cells, cc.boundary_cells FROM hazards LEFT JOIN LATERAL (SELECT "
+    "array_agg(c.cell) FILTER (WHERE c.interior) AS interior_cells, "
+    "array_agg(c.cell) FILTER (WHERE NOT c.interior) AS boundary_cells "
+    "FROM hazard_cells c WHERE c.hazard_id = hazards.id) cc ON true "
 )
 """A hazard with its stored cover cells, read in one statement (one snapshot: geometry and cells agree)."""
 _ACTIVE_HAZARD = (
