@@ -10,8 +10,10 @@ ended (feeds drop expired items silently).
 
 Why not call ``upsert_external_hazard`` per item: it makes ~7 round trips per item, which is
 fine for a handful but not for the 13,582 fire areas of one global FIRMS file. Here the
-lookups, inserts, updates, cell rows (COPY), ends and fence notifications are each one
-statement, and the geometry and H3 work runs in a thread.
+lookups, ends and fence notifications are each one statement, and the inserts, updates and cell
+rows (COPY) one per chunk of items: the geometry and H3 work runs in a thread, chunk by chunk, and
+the next chunk is prepared while PostgreSQL writes the previous one (chunks double in size from
+:data:`FIRST_CHUNK`, so the first write starts early and later ones pay few round trips).
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ from server.hazards.repository import (
 from .covers import CoverCache, Prepared, prepare_items
 
 Key = tuple[str, str]
+
+FIRST_CHUNK = 32
+"""Items in the first prepare/write chunk; each next one is twice as big, up to :data:`MAX_CHUNK`."""
+MAX_CHUNK = 2048
 
 
 @dataclass
@@ -122,6 +128,48 @@ def _columns(rows: Sequence[Prepared]) -> list[list[Any]]:
     return cols
 
 
+def _chunks(items: Sequence[HazardItem]) -> list[Sequence[HazardItem]]:
+    out: list[Sequence[HazardItem]] = []
+    start, size = 0, FIRST_CHUNK
+    while start < len(items):
+        out.append(items[start : start + size])
+        start, size = start + size, min(2 * size, MAX_CHUNK)
+    return out
+
+
+def _prepare(
+    items: Sequence[HazardItem], point_radius_m: float, cache: CoverCache | None
+) -> asyncio.Future[tuple[list[Prepared], list[ItemError]]]:
+    return asyncio.ensure_future(asyncio.to_thread(prepare_items, items, point_radius_m, cache))
+
+
+async def _write_chunk(
+    conn: asyncpg.Connection,
+    prepared: list[Prepared],
+    existing: dict[Key, asyncpg.Record],
+    ids: dict[Key, uuid.UUID],
+    out: Applied,
+) -> None:
+    """Insert or update one chunk's hazards and COPY their cells (``ids`` gains their ids)."""
+    creates = [p for p in prepared if (p.item.source, p.item.external_id) not in existing]
+    updates = [p for p in prepared if (p.item.source, p.item.external_id) in existing]
+    if creates:
+        c = creates
+        rows = await conn.fetch(_INSERT, [p.item.source for p in c], [p.item.external_id for p in c], *_columns(c))
+        ids.update({(r["source"], r["external_id"]): r["id"] for r in rows})
+        out.summary.created += len(rows)
+    if updates:
+        upd_ids = [existing[(p.item.source, p.item.external_id)]["id"] for p in updates]
+        await conn.execute(_UPDATE, upd_ids, *_columns(updates))
+        await conn.execute("DELETE FROM hazard_cells WHERE hazard_id = ANY($1::uuid[])", upd_ids)
+        ids.update({(p.item.source, p.item.external_id): i for p, i in zip(updates, upd_ids, strict=True)})
+        out.summary.updated += len(updates)
+    records = [(ids[(p.item.source, p.item.external_id)], cell, inner)
+               for p in prepared for cell, inner in zip(p.cells, p.interior, strict=True)]  # fmt: skip
+    if records:
+        await conn.copy_records_to_table("hazard_cells", records=records, columns=["hazard_id", "cell", "interior"])
+
+
 async def apply_items(
     conn: asyncpg.Connection,
     items: Sequence[HazardItem],
@@ -160,26 +208,21 @@ async def apply_items(
             out.summary.unchanged += 1
             continue
         to_write.append(item)
-    prepared, out.errors = await asyncio.to_thread(prepare_items, to_write, point_radius_m, cache)
-    creates = [p for p in prepared if (p.item.source, p.item.external_id) not in existing]
-    updates = [p for p in prepared if (p.item.source, p.item.external_id) in existing]
     ids: dict[Key, uuid.UUID] = {}
-    if creates:
-        c = creates
-        rows = await conn.fetch(_INSERT, [p.item.source for p in c], [p.item.external_id for p in c], *_columns(c))
-        ids.update({(r["source"], r["external_id"]): r["id"] for r in rows})
-        out.summary.created = len(rows)
-    if updates:
-        upd_ids = [existing[(p.item.source, p.item.external_id)]["id"] for p in updates]
-        await conn.execute(_UPDATE, upd_ids, *_columns(updates))
-        await conn.execute("DELETE FROM hazard_cells WHERE hazard_id = ANY($1::uuid[])", upd_ids)
-        ids.update({(p.item.source, p.item.external_id): i for p, i in zip(updates, upd_ids, strict=True)})
-        out.summary.updated = len(updates)
-        to_end -= set(upd_ids)  # an item both referenced and republished newer stays active
-    records = [(ids[(p.item.source, p.item.external_id)], cell, inner)
-               for p in prepared for cell, inner in zip(p.cells, p.interior, strict=True)]  # fmt: skip
-    if records:
-        await conn.copy_records_to_table("hazard_cells", records=records, columns=["hazard_id", "cell", "interior"])
+    chunks = _chunks(to_write)
+    pending = _prepare(chunks[0], point_radius_m, cache) if chunks else None
+    try:
+        for k in range(len(chunks)):
+            assert pending is not None
+            prepared, errors = await pending
+            # the next chunk's covers are computed while this one is written
+            pending = _prepare(chunks[k + 1], point_radius_m, cache) if k + 1 < len(chunks) else None
+            out.errors += errors
+            await _write_chunk(conn, prepared, existing, ids, out)
+    finally:
+        if pending is not None:  # a write failed: the transaction is lost, its thread's result too
+            pending.cancel()
+    to_end -= {existing[key]["id"] for key in ids if key in existing}  # referenced and republished newer: stays
     ended: list[uuid.UUID] = []
     if to_end:
         ended = [r["id"] for r in await conn.fetch(_END, list(to_end))]
