@@ -32,6 +32,7 @@ anything missed.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -197,9 +198,10 @@ class FenceEvaluator:
         states = await store.load_states(conn)
         active = {f.fence.id for f in fences}
         self.engine.restore([st for st in states if st["fence_id"] in active])
-        self._mirror: dict[str, dict[str, tuple[Any, ...]]] = {
-            rid: {fid: _state_key(v) for fid, v in vs.items()} for rid, vs in self.engine.all_visits().items()
+        self._mirror: dict[tuple[str, str], tuple[Any, ...]] = {
+            (rid, fid): _state_key(v) for rid, vs in self.engine.all_visits().items() for fid, v in vs.items()
         }
+        self.engine.drain_changed()
         # visits of fences that vanished while nobody led: exit the ones inside, drop the rest
         vanished = [st for st in states if st["fence_id"] not in active]
         events = await self._vanished_exits(conn, vanished, now)
@@ -208,7 +210,9 @@ class FenceEvaluator:
             margin = prev_commit - CHANGED_FENCE_MARGIN
             events += self.engine.upsert_fences([f.fence for f in fences if f.updated_at >= margin], now, covers)
         self.webhooks = [dict(r) for r in await active_webhooks(conn)]
-        await self._commit(conn, events, set(), full=True, deletes=deletes)
+        for pair in deletes:
+            self._mirror.pop(pair, None)
+        await self._commit(conn, events, set(), deletes=deletes)
         await self._settle()
         self._last_resync = self._last_activation = time.monotonic()
         self._activation_since = now
@@ -245,16 +249,14 @@ class FenceEvaluator:
             now = store.utcnow()
             mono = time.monotonic()
             events: list[FenceEvent] = []
-            full = False
             ended: list[Any] = []
             notes, self._notes = self._notes, []
             if mono - self._last_resync >= s.fence_resync_s:
                 notes = ["resync"]
                 self._last_resync = mono
             if notes:
-                evs, changed = await self._apply_notes(reader, list(dict.fromkeys(notes)), now)
+                evs, _ = await self._apply_notes(reader, list(dict.fromkeys(notes)), now)
                 events += evs
-                full = full or changed
             if mono - self._last_activation >= 1.0:
                 self._last_activation = mono
                 since = self._activation_since - timedelta(seconds=2)
@@ -262,11 +264,8 @@ class FenceEvaluator:
                 if fresh:
                     evs, _ = await self._apply_notes(reader, [f"hazard:{h}" for h in fresh], now)
                     events += evs
-                    full = True
                 self._activation_since = now
                 ended = ["check"]
-            if any(f.valid_until is not None and f.valid_until <= now for f in self.engine.fences()):
-                full = True
             rows = await reader.fetch(store.POSITIONS_SQL, self.read_seq, s.fence_batch)
             n = self.gaps.consumable(self.read_seq, rows, mono)
             fixes = store.to_fixes(rows[:n])
@@ -279,7 +278,7 @@ class FenceEvaluator:
             if self.gaps.skipped:
                 GAP_SKIPS.inc(self.gaps.skipped)
                 self.gaps.skipped = 0
-            await self._commit(conn, events, touched, full=full, end_expired=bool(ended))
+            await self._commit(conn, events, touched, end_expired=bool(ended))
             if n < len(rows) or len(rows) >= s.fence_batch:
                 await asyncio.sleep(0.01 if n == len(rows) else s.fence_poll_ms / 1000)
                 continue
@@ -359,7 +358,6 @@ class FenceEvaluator:
         events: list[FenceEvent],
         touched: set[str],
         *,
-        full: bool = False,
         deletes: list[tuple[str, str]] | None = None,
         end_expired: bool = False,
     ) -> None:
@@ -372,7 +370,7 @@ class FenceEvaluator:
         leadership, discarding the engine and the mirror with it (the next leader resumes from the
         last committed checkpoint), so both may run ahead of what is committed.
         """
-        batch = self._prepare(events, touched, full=full, deletes=deletes, end_expired=end_expired)
+        batch = self._prepare(events, touched, deletes=deletes, end_expired=end_expired)
         await self._settle()
         if batch is not None:
             self._inflight = asyncio.create_task(self._write(conn, batch), name="fence-write")
@@ -388,36 +386,28 @@ class FenceEvaluator:
         events: list[FenceEvent],
         touched: set[str],
         *,
-        full: bool,
         deletes: list[tuple[str, str]] | None,
         end_expired: bool,
     ) -> _Write | None:
-        """``touched`` are the responders whose fixes were evaluated; ``full`` diffs every visit (after
-        fence changes), otherwise only the visits of touched responders and of the events'."""
+        """``touched`` are the responders whose fixes were evaluated (their positions are written);
+        visits are written only where the engine reports a change (:meth:`FenceEngine.drain_changed`)
+        that differs from what was last written (``_mirror``): a fix that changes no visit writes no
+        state row."""
         pending = self.engine.pending_min_seq()
         checkpoint = max(self._planned, self.read_seq if pending is None else min(self.read_seq, pending - 1))
-        if full:
-            current = self.engine.all_visits()
-            rids = set(current) | set(self._mirror)
-        else:
-            current = self.engine.visits_of(touched | {e.responder_id for e in events})
-            rids = set(current)
         upserts: list[tuple[str, str, str]] = []
         dels: list[tuple[str, str]] = list(deletes or [])
-        empty: dict[str, Any] = {}
-        for rid in rids:
-            now_v = current.get(rid, empty)
-            old = self._mirror.get(rid, empty)
-            keys = {fid: (v.state, v.since, v.group, v.fence_version) for fid, v in now_v.items()}
-            if keys != old:
-                for fid, v in now_v.items():
-                    if old.get(fid) != keys[fid]:
-                        upserts.append((rid, fid, _state_json(v)))
-                dels += [(rid, fid) for fid in old if fid not in now_v]
-                if keys:
-                    self._mirror[rid] = keys
-                else:
-                    self._mirror.pop(rid, None)
+        mirror, visit_of = self._mirror, self.engine.visit_of
+        for pair in self.engine.drain_changed():
+            v = visit_of(*pair)
+            if v is None:
+                if mirror.pop(pair, None) is not None:
+                    dels.append(pair)
+                continue
+            key = _state_key(v)
+            if mirror.get(pair) != key:
+                mirror[pair] = key
+                upserts.append((pair[0], pair[1], _state_json(v)))
         positions = self.engine.positions_of(touched) if touched else []
         if not (events or upserts or dels or positions or end_expired) and checkpoint == self._planned:
             return None
@@ -432,11 +422,12 @@ class FenceEvaluator:
             await store.check_token(conn, self.token, w.checkpoint)
             ids = await store.write_events(conn, events, payloads)
             # responders are told about hazards they entered or left, in this same transaction
-            notes = (
-                await notifications.from_hazard_events(conn, ids)
-                if any(e.fence_kind == "hazard" and e.detect in store.HAZARD_DETECTS for e in events)
-                else []
-            )
+            hazard_ids = [
+                i
+                for i, e in zip(ids, events, strict=True)
+                if e.fence_kind == "hazard" and e.detect in store.HAZARD_DETECTS
+            ]
+            notes = await notifications.from_hazard_events(conn, hazard_ids) if hazard_ids else []
             await store.write_states(conn, w.upserts, w.dels)
             await store.write_positions(conn, w.positions)
             outbox = [
@@ -456,8 +447,8 @@ class FenceEvaluator:
                 ended_ids = await store.end_expired_hazards(conn)
         # committed: only now tell the world
         self.checkpoint = w.checkpoint
-        for e in events:
-            EVENTS.labels(e.detect, e.fence_kind).inc()
+        for (detect, kind), n in collections.Counter((e.detect, e.fence_kind) for e in events).items():
+            EVENTS.labels(detect, kind).inc(n)
         bus = self.runtime.bus
         if events:
             bus.publish(

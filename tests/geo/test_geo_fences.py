@@ -273,3 +273,39 @@ def test_prefilter_examines_far_fewer_pairs_than_brute_force():
     assert s.brute_force_pairs == 50_000
     assert 0 < s.candidate_pairs < s.brute_force_pairs / 20
     assert s.exact_tests <= s.candidate_pairs
+
+
+def test_changed_pairs_replay_to_the_same_state_as_a_snapshot():
+    """An incremental persister that writes only :meth:`drain_changed` pairs ends with exactly the
+    engine's snapshot, through dwell, hysteresis, exits, a moved fence and a deleted one."""
+    eng = FenceEngine(reorder_window_s=0)
+    eng.upsert_fence(Fence(id="a", geometry=ZONE, detect=ALL, dwell_s=15, hysteresis_m=200), T0)
+    eng.upsert_fence(Fence(id="b", geometry=box(14.04, 46.04, 14.2, 46.2), detect=frozenset({"enter", "exit"})), T0)
+    stored: dict[tuple[str, str], tuple] = {}
+
+    def persist() -> None:
+        for rid, fid in eng.drain_changed():
+            v = eng.visit_of(rid, fid)
+            if v is None:
+                stored.pop((rid, fid), None)
+            else:
+                stored[(rid, fid)] = (v.state, v.since, v.group, v.fence_version)
+
+    def expected() -> dict[tuple[str, str], tuple]:
+        return {(r["responder_id"], r["fence_id"]): (r["state"], r["since"], r["group"], r["fence_version"])
+                for r in eng.snapshot()}  # fmt: skip
+
+    track = [OUT, IN, IN, IN, (14.1005, 46.05), (14.15, 46.05), OUT, IN]
+    for i, (lon, lat) in enumerate(track):
+        for rid in ("r1", "r2"):
+            eng.add_fixes([fix(10 * i + (rid == "r2"), lon, lat, rid=rid)], at(10 * i + 5))
+        persist()
+        assert stored == expected()
+    assert any(k[1] == "a" for k in stored)
+    eng.upsert_fence(Fence(id="a", geometry=box(13.0, 45.0, 13.1, 45.1), detect=ALL, version=2), at(100))
+    persist()
+    assert stored == expected()
+    eng.remove_fence("b", at(101))
+    persist()
+    assert stored == expected() and not any(k[1] == "b" for k in stored)
+    assert eng.drain_changed() == set()
