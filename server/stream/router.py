@@ -21,7 +21,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .groups import Group
+from .groups import Group, TickItems
 from .ticks import Batch, Item
 
 MIN_GROUPS = 16
@@ -113,10 +113,14 @@ class Router:
         if not batches or not lane.groups:
             return
         seq = batches[-1].seq
-        items: list[Item] = [it for b in batches for it in b.items]
-        point = [it for it in items if it.lon is not None and it.lat is not None]
-        rest = [it for it in items if it.lon is None or it.lat is None]
-        taken: dict[int, list[tuple[tuple[str, str], Item]]] = {}
+        # Within a tick only the newest state of each object is sent (as the groups coalesce).
+        latest: dict[tuple[str, str], Item] = {}
+        for b in batches:
+            for it in b.items:
+                latest[(it.topic, it.key)] = it
+        point = [it for it in latest.values() if it.lon is not None and it.lat is not None]
+        rest = [it for it in latest.values() if it.lon is None or it.lat is None]
+        hits: dict[int, list[int]] = {}
         if point:
             lon = np.fromiter((it.lon for it in point), np.float64, len(point))
             lat = np.fromiter((it.lat for it in point), np.float64, len(point))
@@ -132,26 +136,27 @@ class Router:
                 wanted = np.fromiter((t in wanted_topics for t in topics), bool, len(topics))
                 if not wanted.any():
                     continue
-                sub = inside[rows] & wanted
+                sub = inside[rows] & wanted if len(rows) < len(lane.groups) else inside & wanted
                 hit_rows, hit_cols = np.nonzero(sub)
                 if not len(hit_rows):
                     continue
-                # Per group (row), its matching items in arrival order: split the row-major hits.
-                cuts = np.flatnonzero(np.diff(hit_rows)) + 1
-                starts = [0, *cuts.tolist()]
-                ends = [*cuts.tolist(), len(hit_rows)]
+                # Per group (row), its matching items: split the row-major hits at each new row.
+                cuts = (np.flatnonzero(np.diff(hit_rows)) + 1).tolist()
                 cols = hit_cols.tolist()
-                row_ids = hit_rows[starts].tolist() if starts else []
-                for r, s, e in zip(row_ids, starts, ends, strict=True):
-                    taken[rows[r]] = [((point[c].topic, point[c].key), point[c]) for c in cols[s:e]]
+                row_ids = hit_rows[[0, *cuts]].tolist()
+                for r, s, e in zip(row_ids, [0, *cuts], [*cuts, len(cols)], strict=True):
+                    hits[rows[r]] = cols[s:e]
+        tick = TickItems(point)
         for g, group in enumerate(lane.groups):
-            pairs = taken.get(g)
-            if rest:
-                extra = [((it.topic, it.key), it) for it in rest if group.matches(it)]
-                if extra:
-                    pairs = (pairs or []) + extra
-            if not pairs:
-                continue
-            group.take(seq, pairs)
-            if flush and group.members:
-                group.flush()
+            cols_g = hits.get(g)
+            extra = [((it.topic, it.key), it) for it in rest if group.matches(it)] if rest else None
+            if extra:
+                # Rare (a point-less item for a box): the group's general path.
+                group.take(seq, [((point[c].topic, point[c].key), point[c]) for c in cols_g or ()] + extra)
+                if flush and group.members:
+                    group.flush()
+            elif cols_g:
+                if flush and group.members:
+                    group.flush_tick(seq, tick, cols_g)
+                elif not flush:
+                    group.take(seq, [((point[c].topic, point[c].key), point[c]) for c in cols_g])
