@@ -179,6 +179,7 @@ class FenceEvaluator:
 
     async def _lead_with(self, conn: asyncpg.Connection, reader: asyncpg.Connection) -> None:
         s = self.runtime.settings
+        await store.binary_jsonb(conn)  # events are written with COPY
         token, checkpoint, first, prev_commit = await store.take_over(conn, self.holder)
         self.leading = True
         LEADER.inc()

@@ -299,37 +299,47 @@ async def write_positions(conn: asyncpg.Connection, rows: list[Fix]) -> None:
 
 
 _encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
 _EVENT_IDS_SQL = (
     "WITH s AS MATERIALIZED (SELECT pg_get_serial_sequence('fence_events', 'id')::regclass AS seq) "
     "SELECT nextval(s.seq) FROM s, generate_series(1, $1)"
 )
+_EVENT_COLUMNS = ("id", "detect", "fence_id", "fence_kind", "responder_id", "fix_time", "time", "late", "payload")
+
+
+def _jsonb_out(value: Any) -> bytes:
+    # jsonb's binary format is a version byte (1) then the JSON text; bytes are JSON already encoded
+    return b"\x01" + (value if isinstance(value, bytes) else _encode(value))
+
+
+def _jsonb_in(data: bytes) -> Any:
+    return _decode(data[1:])
+
+
+async def binary_jsonb(conn: asyncpg.Connection) -> None:
+    """Give the leader's write connection a binary ``jsonb`` codec (same Python values as
+    :func:`server.db._init_connection`'s text one), which ``COPY`` needs; a ``bytes`` value is
+    taken as already encoded JSON."""
+    await conn.set_type_codec("jsonb", encoder=_jsonb_out, decoder=_jsonb_in, schema="pg_catalog", format="binary")
 
 
 async def write_events(conn: asyncpg.Connection, events: list[FenceEvent], payloads: list[dict[str, Any]]) -> list[int]:
-    """Insert events in order with pre-allocated ids (returned, same order); ``payload["event_id"]`` is set."""
+    """Insert events in order with pre-allocated ids (returned, same order); ``payload["event_id"]`` is set.
+
+    ``COPY`` (binary) rather than an ``unnest`` INSERT: the first-fix burst of a large deployment is
+    tens of thousands of rows in one transaction. ``conn`` needs :func:`binary_jsonb`.
+    """
     if not events:
         return []
     # the sequence is looked up once per statement, not once per row (pg_get_serial_sequence per row
     # cost more than the insert itself)
     ids: list[int] = [r[0] for r in await conn.fetch(_EVENT_IDS_SQL, len(events))]
-    for i, p in zip(ids, payloads, strict=True):
-        p["event_id"] = i
-
     enc = _encode
-    await conn.execute(
-        "INSERT INTO fence_events (id, detect, fence_id, fence_kind, responder_id, fix_time, time, late, payload) "
-        "SELECT i, d, f, k, r::uuid, ft, t, l, p::jsonb FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], "
-        "$5::text[], $6::timestamptz[], $7::timestamptz[], $8::bool[], $9::text[]) AS u(i, d, f, k, r, ft, t, l, p)",
-        ids,
-        [e.detect for e in events],
-        [e.fence_id for e in events],
-        [e.fence_kind for e in events],
-        [e.responder_id for e in events],
-        [e.fix_time for e in events],
-        [e.time for e in events],
-        [e.late for e in events],
-        [enc(p).decode() for p in payloads],
-    )
+    records = []
+    for i, e, p in zip(ids, events, payloads, strict=True):
+        p["event_id"] = i
+        records.append((i, e.detect, e.fence_id, e.fence_kind, e.responder_id, e.fix_time, e.time, e.late, enc(p)))
+    await conn.copy_records_to_table("fence_events", columns=_EVENT_COLUMNS, records=records)
     return ids
 
 
