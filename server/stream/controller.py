@@ -10,6 +10,7 @@ from typing import Any
 
 from litestar import Request, WebSocket, get, websocket
 from litestar.response import Stream
+from websockets.protocol import OPEN
 
 from ..deps import runtime_of
 from ..errors import Forbidden, InvalidInput, SitrepError, Unauthorized
@@ -92,12 +93,18 @@ def _direct_writer(send: Any) -> Any:
     if proto is None:
         return None
     conn, transport, writable = proto.conn, proto.transport, proto.writable
+    # Without extensions (permessage-deflate is per connection) a frame's bytes are the same for
+    # every viewer: built once (Frame.ws_frame), written as they are.
+    shared = not getattr(conn, "extensions", None)
 
-    def write(text: str) -> bool:
+    def write(frame: Frame) -> bool:
         if proto.disconnected or proto.close_sent or not writable.is_set() or transport.is_closing():
             return False
-        conn.send_text(text.encode())
-        transport.write(b"".join(conn.data_to_send()))
+        if shared and conn.state is OPEN:
+            transport.write(frame.ws_frame())
+        else:
+            conn.send_text(frame.text.encode())
+            transport.write(b"".join(conn.data_to_send()))
         return True
 
     return write

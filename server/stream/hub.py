@@ -86,6 +86,7 @@ class StreamHub:
         except RedisError:
             log.warning("redis unavailable at start; the stream subscriber will keep trying")
         self._unsubscribe_bus = runtime.bus.subscribe(self._on_changes)
+        self._live_due.set()  # the live positions table loads now
         self._tasks = [
             asyncio.create_task(self._publisher(), name="stream-publisher"),
             asyncio.create_task(self._subscriber(), name="stream-subscriber"),

@@ -34,6 +34,22 @@ class Frame:
     """delta | snapshot | heartbeat | control (the SSE event name)."""
     seq: int | None
     text: str
+    wire: bytes | None = None
+    """The whole WebSocket frame (unmasked, no extensions), built once for every viewer that takes it."""
+
+    def ws_frame(self) -> bytes:
+        wire = self.wire
+        if wire is None:
+            payload = self.text.encode()
+            n = len(payload)
+            if n < 126:
+                head = bytes((0x81, n))
+            elif n < 65536:
+                head = bytes((0x81, 126)) + n.to_bytes(2, "big")
+            else:
+                head = bytes((0x81, 127)) + n.to_bytes(8, "big")
+            wire = self.wire = head + payload
+        return wire
 
 
 class ViewerClosed(Exception):
@@ -79,8 +95,8 @@ class Viewer:
         self._queue: deque[Frame] = deque()
         self._wake = asyncio.Event()
         self._on_drop = on_drop
-        self.writer: Callable[[str], bool] | None = None
-        """Writes a frame's text now and returns True, or returns False when it cannot without waiting."""
+        self.writer: Callable[[Frame], bool] | None = None
+        """Writes a frame now and returns True, or returns False when it cannot without waiting."""
         self.sending = False
         """The handler holds frames taken from the queue and has not finished writing them."""
 
@@ -89,7 +105,7 @@ class Viewer:
             return False
         if self.writer is not None and not self._queue and not self.sending:
             try:
-                if self.writer(frame.text):
+                if self.writer(frame):
                     return True
             except Exception:
                 self.writer = None  # the queue path reports what went wrong

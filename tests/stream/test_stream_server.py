@@ -263,3 +263,26 @@ async def test_assignment_and_release_recolour_the_responder_without_a_new_fix(
             await v.item("positions", unplaced["responder_id"], timeout=0.8)
     finally:
         await v.ws.close()
+
+
+async def test_viewer_without_compression_gets_the_same_stream(
+    server: ServerProcess, client: httpx.AsyncClient, database: Database
+) -> None:
+    """Without permessage-deflate, frames are written as one shared byte string per frame."""
+    v = await open_viewer(server.ws_url, await login(client, "coord"), compression=None)
+    try:
+        assert not v.ws.protocol.extensions
+        snap = await v.subscribe(topics=["positions"], bbox=CITY_BBOX, encoding="compact")
+        assert snap["type"] == "snapshot" and snap["positions"]
+        device = database.devices[5]
+        r = await client.post("/v1/positions", json=[fix(lon=-91.651, lat=41.981)], headers=device_headers(device))
+        assert r.status_code == 200, r.text
+        frame = await v.next(
+            lambda m: m.get("type") == "delta" and any(p[0] == device["responder_id"] for p in m.get("positions", []))
+        )
+        pos = next(p for p in frame["positions"] if p[0] == device["responder_id"])
+        assert (pos[1], pos[2]) == (-91.651, 41.981)
+        pong = await v.next(lambda m: m.get("type") == "pong") if await v.send({"type": "ping"}) is None else None
+        assert pong is not None and pong["seq"] >= frame["seq"]
+    finally:
+        await v.ws.close()
