@@ -264,12 +264,15 @@ class PolygonCover:
         min_res: int = MIN_RES,
         max_res: int = MAX_RES,
         max_cells: int = MAX_CELLS,
+        area_m2: float | None = None,
     ) -> None:
+        """``area_m2``: the geometry's geodesic area when the caller already has it (validation does)."""
         if not polygonal_parts(geometry):
             raise ValueError("PolygonCover needs a non-empty Polygon or MultiPolygon")
         self.geometry: BaseGeometry = geometry
         shapely.prepare(self.geometry)
-        area_m2 = geodesic_area_m2(geometry)
+        if area_m2 is None:
+            area_m2 = geodesic_area_m2(geometry)
         self.res: int = (
             res
             if res is not None

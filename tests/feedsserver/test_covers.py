@@ -41,13 +41,29 @@ def test_other_sources_keep_the_default_area_limit() -> None:
     assert [p.item.source for p in again] == ["gdacs"] and [e.external_id for e in errors] == ["nws"]
 
 
-def test_small_areas_get_the_hazards_area_cover() -> None:
+def test_feed_areas_get_an_exact_cover_within_the_feed_cell_budget() -> None:
+    """Feed covers use their own, smaller cell budget (hundreds of areas per document): a coarser
+    resolution than the hazards area's for the same square, the cells of a PolygonCover at that
+    budget, and still exact (every point inside is in a cell, boundary cells take the exact test)."""
+    import numpy as np
+
+    from geo.cover import PolygonCover
+    from server.feeds.covers import FEED_TARGET_CELLS
     from server.hazards.shapes import cover_rows, parse_shape
 
     square = {"type": "Polygon", "coordinates": [[[-92, 41.8], [-91.5, 41.8], [-91.5, 42.2], [-92, 42.2], [-92, 41.8]]]}
     ready, _ = prepare_items([HazardItem(source="nws", external_id="a", version="1", kind="x", geometry=square)], 5000)
-    res, cells, interior = cover_rows(parse_shape(square, None, None))
-    assert (ready[0].res, sorted(zip(ready[0].cells, ready[0].interior, strict=True))) == (
-        res,
-        sorted(zip(cells, interior, strict=True)),
+    geom = parse_shape(square, None, None)
+    hazards_res, hazards_cells, _ = cover_rows(geom)
+    expected = PolygonCover(geom, min_res=FEED_MIN_RES, target_cells=FEED_TARGET_CELLS)
+    p = ready[0]
+    assert p.res == expected.res < hazards_res and len(p.cells) < len(hazards_cells)
+    assert sorted(zip(p.cells, p.interior, strict=True)) == sorted(expected.cells())
+    stored = PolygonCover.from_cells(
+        geom,
+        [c for c, i in zip(p.cells, p.interior, strict=True) if i],
+        [c for c, i in zip(p.cells, p.interior, strict=True) if not i],
     )
+    rng = np.random.default_rng(7)
+    lons, lats = rng.uniform(-92.1, -91.4, 20_000), rng.uniform(41.7, 42.3, 20_000)
+    assert (stored.contains(lons, lats) == shapely.contains_xy(geom, lons, lats)).all()
