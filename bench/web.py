@@ -1,9 +1,13 @@
 """Browser bench: JS bundle size, first load on loopback, and frames/s with 5,000 moving responders.
 
 Runs a throwaway stack (database + Redis + `sitrep serve` serving web/dist) and Debian's headless Chromium
-(software WebGL: SwiftShader). The 5,000 responders are fed as stream `delta` frames through the page's own
-stream client (`_onMessage`: JSON parse, merge, one setData per tick), 10 ticks/s, every responder moving on
-every tick. The ceiling is the same page's frame rate with the map idle, measured in the same run.
+(software WebGL: SwiftShader). The 5,000 responders are fed as compact stream `delta` frames (the encoding the
+command center subscribes with; the frames are encoded before measuring, as the server would) through the page's
+own stream client (`_onMessage`: JSON parse, decode, merge) and the map's flush, 10 ticks/s, every responder moving on
+every tick. Each flush rewrites the marker overlay's one typed array (the one source update per tick) and redraws
+that canvas, from zoom 13 in, without repainting the WebGL map; below zoom 13 the clustered GeoJSON source is
+re-tiled at most once a second for a fleet this size.
+The ceiling is the same page's frame rate with the map idle, measured in the same run.
 
     .venv/bin/python bench/web.py [--seconds 8]
 """
@@ -42,35 +46,48 @@ FPS_JS = """async ([seconds, n, hz]) => {
     requestAnimationFrame(step);
   });
   const idle = await frames();
-  let seq = 1e9; const ids = Array.from({length: n}, (_, i) => `bench-${i}`);
+  // The server's share, done before measuring: one compact delta frame per tick, as /v1/stream sends them to
+  // the command center (which subscribes with encoding "compact"); the first carries every responder's meta.
+  const ids = Array.from({length: n}, (_, i) => `bench-${i}`);
   const base = s.map.map.getCenter();
-  let tick = 0; const applyMs = [];
+  const total = Math.ceil(seconds * hz * 1.5) + 5;
+  window.__benchFixMs = window.__benchFixMs || Date.now() - 120000;
+  const sent = [];
+  for (let k = 1; k <= total; k++) {
+    const tick = (window.__benchTick = (window.__benchTick || 0) + 1);
+    const fix = (window.__benchFixMs += 100);
+    const positions = ids.map((id, i) => [id,
+      +(base.lng + 0.15 * Math.cos(i + tick * 0.02) * ((i % 97) / 97)).toFixed(6),
+      +(base.lat + 0.10 * Math.sin(i * 1.3 + tick * 0.02) * ((i % 89) / 89)).toFixed(6),
+      fix, 1.5, 90, 8, 0, Date.now()]);
+    const meta = k === 1 ? ids.map((id, i) => [id, `B${i}`, i % 7 ? "available" : "busy", null, 80]) : [];
+    sent.push(JSON.stringify({type: "delta", epoch: s.stream.epoch, seq: 1e9 + tick, encoding: "compact",
+                              items: [], meta, positions}));
+  }
+  let k = 0; const applyMs = [];
+  const setData0 = s.map.stats.setData.responders || 0, uploads0 = s.map.markers?.stats.updates ?? 0;
+  const renders0 = s.map.markers?.stats.draws ?? 0;
   const timer = setInterval(() => {
-    tick++;
-    const now = new Date().toISOString();
-    const items = ids.map((id, i) => ({topic: "positions", key: id, accepted_at: Date.now() / 1000, data: {
-      id, callsign: `B${i}`, status: i % 7 ? "available" : "busy", stale: false, fix_time: now,
-      lon: base.lng + 0.15 * Math.cos(i + tick * 0.02) * ((i % 97) / 97),
-      lat: base.lat + 0.10 * Math.sin(i * 1.3 + tick * 0.02) * ((i % 89) / 89)}}));
-    const frame = JSON.stringify({type: "delta", epoch: s.stream.epoch, seq: ++seq, items});
+    if (k >= sent.length) return;
     const t0 = performance.now();
-    s.stream.seq = seq - 1;
-    s.stream._onMessage(frame);
-    s.map.flush();
+    s.stream._onMessage(sent[k++]);  // JSON parse, decode, merge: the page's own stream client
+    s.map.flush();                   // one marker array update (and the throttled cluster source)
     applyMs.push(performance.now() - t0);
   }, 1000 / hz);
   const busy = await frames();
   clearInterval(timer);
   applyMs.sort((a, b) => a - b);
-  return {idle, busy, ticks: tick, setData: s.map.stats.setData.responders, responders: s.map.responders.size,
+  return {idle, busy, ticks: k, responders: s.map.responders.size, frame_kb: sent[1].length / 1024,
+          setData: (s.map.stats.setData.responders || 0) - setData0, uploads: (s.map.markers?.stats.updates ?? 0) - uploads0,
+          renders: (s.map.markers?.stats.draws ?? 0) - renders0,
           apply_p50_ms: applyMs[Math.floor(applyMs.length / 2)], apply_p95_ms: applyMs[Math.floor(applyMs.length * 0.95)]};
 }"""
 
 
-def bundle() -> dict[str, float]:
-    js = list((DIST / "assets").glob("*.js"))
-    css = list((DIST / "assets").glob("*.css"))
-    atlas = list((DIST / "assets").glob("*.json"))
+def bundle(dist: Path) -> dict[str, float]:
+    js = list((dist / "assets").glob("*.js"))
+    css = list((dist / "assets").glob("*.css"))
+    atlas = list((dist / "assets").glob("*.json"))
     size = lambda ps: sum(p.stat().st_size for p in ps) / 1024  # noqa: E731
     gz = lambda ps: sum(len(gzip.compress(p.read_bytes(), 6)) for p in ps) / 1024  # noqa: E731
     maplibre = [p for p in js if p.name.startswith("maplibre")]
@@ -89,16 +106,16 @@ def bundle() -> dict[str, float]:
     }
 
 
-async def run(seconds: float) -> None:
+async def run(seconds: float, dist: Path) -> None:
     from playwright.async_api import async_playwright
 
-    if not (DIST / "index.html").exists():
+    if dist == DIST and not (DIST / "index.html").exists():
         subprocess.run(["npm", "ci"], cwd=WEB, check=True)
         subprocess.run(["npm", "run", "build"], cwd=WEB, check=True)
-    b = bundle()
+    b = bundle(dist)
     print(f"# sitrep web bench {stamp()}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print("bundle: " + ", ".join(f"{k}={v:.0f}" for k, v in b.items()))
-    with bench_stack("web", workers=1, SITREP_STATIC_DIR=str(DIST)) as (server, _env):
+    with bench_stack("web", workers=1, SITREP_STATIC_DIR=str(dist)) as (server, _env):
         async with async_playwright() as p:
             browser = await p.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS)
             loads, readies = [], []
@@ -141,7 +158,9 @@ async def run(seconds: float) -> None:
                     f"5,000 moving responders at 10 ticks/s, zoom {zoom}: {r['busy']:.1f} frames/s "
                     f"(idle ceiling {r['idle']:.1f} frames/s, ratio {r['busy'] / r['idle']:.2f}); "
                     f"ticks {r['ticks']}, apply p50 {r['apply_p50_ms']:.1f} ms p95 {r['apply_p95_ms']:.1f} ms "
-                    f"(parse + merge + one setData per tick; {r['responders']} responders on the map)"
+                    f"(parse + merge + buffer fill per tick of {r['frame_kb']:.0f} KiB; {r['responders']} responders on the map; "
+                    f"marker array updates {r['uploads']}, overlay draws {r['renders']}, "
+                    f"cluster source setData {r['setData']})"
                 )
             await browser.close()
 
@@ -149,7 +168,9 @@ async def run(seconds: float) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=6.0)
-    asyncio.run(run(ap.parse_args().seconds))
+    ap.add_argument("--dist", type=Path, default=DIST, help="built web files to serve (e.g. an older build to compare)")
+    args = ap.parse_args()
+    asyncio.run(run(args.seconds, args.dist.resolve()))
 
 
 if __name__ == "__main__":

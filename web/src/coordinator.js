@@ -202,7 +202,7 @@ export function mount(main, { me, badge }) {
 function layersPanel(lm) {
   const msg = h("div");
   const toggles = [
-    ["Responders", ["responder-points", "responder-clusters", "responder-hazard-ring"]],
+    ["Responders", ["responder-points", "responder-clusters", "responder-hazard-ring", "responders-overlay"]],
     ["Incidents", ["incidents-points"]],
     ["Hazards", ["hazards-fill", "hazards-line"]],
     ["Geofences", ["geofences-fill", "geofences-line"]],
@@ -263,7 +263,7 @@ function layersPanel(lm) {
             type: "checkbox",
             id: `toggle-${name.toLowerCase()}`,
             checked: true,
-            onchange: (e) => ids.forEach((id) => lm.map.setLayoutProperty(id, "visibility", e.target.checked ? "visible" : "none")),
+            onchange: (e) => ids.forEach((id) => lm.setLayerVisible(id, e.target.checked)),
           }),
           h("label", { for: `toggle-${name.toLowerCase()}` }, name),
         ),

@@ -1,5 +1,10 @@
 // The live map: MapLibre with the offline basemap and one GeoJSON source per layer family. Changes mark a source
 // dirty; one flush per animation frame calls setData once per dirty source, however many deltas arrived.
+// Responders are the exception, because thousands move on every stream tick: from zoom MARKERS_MIN_ZOOM in, where
+// each responder is its own marker, they are drawn on a canvas over the map (responderlayer.js) whose one typed
+// array is rewritten once per flush, so a tick never repaints the map itself; below it, the clustered GeoJSON
+// source is re-tiled at most every clusterRefreshMs (about once a second for 5,000 responders, every tick for a
+// few hundred).
 
 import maplibregl from "maplibre-gl";
 import "maplibre-gl/dist/maplibre-gl.css";
@@ -15,6 +20,13 @@ import {
   hazardActive,
 } from "./model.js";
 import { fmtAge, fmtTime, h } from "./ui.js";
+import { ResponderOverlay, STATE_CODES, HAZARD_FLAG } from "./responderlayer.js";
+
+const CLUSTER_MAX_ZOOM = 12;
+/** From this zoom in, responders are individual markers drawn on the overlay canvas. */
+export const MARKERS_MIN_ZOOM = CLUSTER_MAX_ZOOM + 1;
+/** How long the clustered GeoJSON source may lag behind, given the fleet size (re-tiling costs ~n). */
+export const clusterRefreshMs = (n) => Math.min(1000, n / 5);
 
 const EMPTY = () => ({ type: "FeatureCollection", features: [] });
 export const STATUS_COLORS = { available: "#1b7f3b", busy: "#c2410c", off_duty: "#475569", stale: "#8a8f98" };
@@ -83,7 +95,7 @@ export class LiveMap {
       data: EMPTY(),
       cluster: true,
       clusterRadius: 40,
-      clusterMaxZoom: 12,
+      clusterMaxZoom: CLUSTER_MAX_ZOOM,
     });
     map.addLayer({
       id: "hexbins-fill",
@@ -131,6 +143,7 @@ export class LiveMap {
       id: "responder-clusters",
       type: "circle",
       source: "responders",
+      maxzoom: MARKERS_MIN_ZOOM,
       filter: ["has", "point_count"],
       paint: {
         "circle-color": "#1e3a8a",
@@ -144,6 +157,7 @@ export class LiveMap {
       id: "responder-hazard-ring",
       type: "circle",
       source: "responders",
+      maxzoom: MARKERS_MIN_ZOOM,
       filter: ["all", ["!", ["has", "point_count"]], ["get", "in_hazard"]],
       paint: { "circle-radius": 11, "circle-color": "rgba(0,0,0,0)", "circle-stroke-color": "#b91c1c", "circle-stroke-width": 3 },
     });
@@ -154,6 +168,7 @@ export class LiveMap {
       id: "responder-points",
       type: "circle",
       source: "responders",
+      maxzoom: MARKERS_MIN_ZOOM,
       filter: ["!", ["has", "point_count"]],
       paint: {
         "circle-radius": ["interpolate", ["linear"], ["zoom"], 8, 4, 14, 7],
@@ -178,13 +193,19 @@ export class LiveMap {
       },
     });
 
+    this.markers = new ResponderOverlay({ colors: STATUS_COLORS, minzoom: MARKERS_MIN_ZOOM }).addTo(map);
     map.on("click", (e) => this._onClick(e));
     for (const layer of ["responder-points", "responder-clusters", "incidents-points", "hazards-fill"]) {
       map.on("mouseenter", layer, () => (map.getCanvas().style.cursor = this.clickMode ? "crosshair" : "pointer"));
       map.on("mouseleave", layer, () => (map.getCanvas().style.cursor = this.clickMode ? "crosshair" : ""));
     }
+    map.on("mousemove", (e) => this._onHover(e));
     map.on("idle", () => this._updateClusterLabels());
     map.on("moveend", () => this._scheduleClusterLabels());
+    // Zooming out to the clustered view: bring the (possibly older) GeoJSON source up to date at once.
+    map.on("zoom", () => {
+      if (map.getZoom() < MARKERS_MIN_ZOOM && this._clusterVersion !== this._responderVersion) this.markDirty("responders");
+    });
     this.loaded = true;
     for (const k of ["responders", "hazards", "incidents", "geofences"]) this.dirty.add(k);
     this.flush();
@@ -200,6 +221,11 @@ export class LiveMap {
     const feats = map.queryRenderedFeatures(e.point, {
       layers: ["incidents-points", "responder-points", "responder-clusters", "hazards-fill"],
     });
+    const hit = this.markers.hitTest(e.point); // drawn above every map layer
+    if (hit) {
+      this.showResponderPopup(hit);
+      return;
+    }
     if (!feats.length) return;
     const f = feats[0];
     if (f.layer.id === "incidents-points") this.onIncidentClick?.(String(f.properties.id));
@@ -209,6 +235,50 @@ export class LiveMap {
         .then((z) => map.easeTo({ center: f.geometry.coordinates, zoom: z }));
     } else if (f.layer.id === "responder-points") this.showResponderPopup(String(f.properties.id));
     else if (f.layer.id === "hazards-fill") this.showHazardPopup(String(f.properties.id), e.lngLat);
+  }
+
+  _onHover(e) {
+    if (this.clickMode) return;
+    const hit = this.markers.count > 0 && this.markers.hitTest(e.point);
+    if (hit) {
+      this._hoverMarker = true;
+      this.map.getCanvas().style.cursor = "pointer";
+    } else if (this._hoverMarker) {
+      this._hoverMarker = false;
+      this.map.getCanvas().style.cursor = "";
+    }
+  }
+
+  /** The responder marker under screen point {x, y} (CSS px from the map's top-left), or null. */
+  responderAt(x, y) {
+    const hit = this.markers?.hitTest({ x, y });
+    if (hit) return hit;
+    const f = this.map.queryRenderedFeatures([x, y], { layers: ["responder-points"] })[0];
+    return f ? String(f.properties.id) : null;
+  }
+
+  /**
+   * Where responder `id` is drawn: lon/lat and screen point (CSS px) of its marker as last written to the marker
+   * overlay, its drawn state ("available", "busy", "off_duty", "stale"), the hazard flag, and `drawn` (true once
+   * the overlay was redrawn with that data, at a zoom where it shows markers, with the point inside the view).
+   */
+  renderedResponder(id) {
+    const g = this.markers?.lookup(String(id));
+    if (!g) return null;
+    const code = g.code >= HAZARD_FLAG ? g.code - HAZARD_FLAG : g.code;
+    const lon = g.x * 360 - 180;
+    const lat = (360 / Math.PI) * Math.atan(Math.exp(((180 - g.y * 360) * Math.PI) / 180)) - 90;
+    return {
+      id: String(id),
+      lon,
+      lat,
+      x: g.screen.x,
+      y: g.screen.y,
+      state: Object.keys(STATE_CODES).find((k) => STATE_CODES[k] === code) || "other",
+      stale: code === STATE_CODES.stale,
+      in_hazard: g.code >= HAZARD_FLAG,
+      drawn: g.drawn,
+    };
   }
 
   showResponderPopup(id) {
@@ -221,7 +291,7 @@ export class LiveMap {
       { class: "popup" },
       h("strong", {}, r.callsign || r.id),
       h("div", {}, `Status: ${r.status}${isStale(r) ? " (stale)" : ""}`),
-      h("div", {}, `Last fix: ${fmtTime(r.fix_time)} (${fmtAge(age)} ago)`),
+      h("div", {}, `Last fix: ${fmtTime(r.fix_time || r.fix_ms)} (${fmtAge(age)} ago)`),
       r.battery_pct !== undefined ? h("div", {}, `Battery: ${Math.round(r.battery_pct)}%`) : null,
       hz.length ? h("div", { class: "danger" }, `Inside hazard: ${hz.map((x) => x.title).join(", ")}`) : null,
     );
@@ -392,6 +462,10 @@ export class LiveMap {
     const dirty = [...this.dirty];
     this.dirty.clear();
     for (const name of dirty) {
+      if (name === "responders") {
+        this._flushResponders();
+        continue;
+      }
       const fc = this.build(name);
       if (!fc) continue;
       this.map.getSource(name).setData(fc);
@@ -407,36 +481,65 @@ export class LiveMap {
     }
   }
 
-  build(name) {
+  /**
+   * Responders: one pass over the records rewrites the marker overlay's array (redrawn with the next frame),
+   * recomputes the hazard flags, and, when the clustered view is showing and its refresh is due, builds the
+   * GeoJSON for the cluster source.
+   */
+  _flushResponders() {
     const now = Date.now();
-    if (name === "responders") {
-      const features = [];
-      const activeHazards = [...this.hazards.values()].filter((hz) => hazardActive(hz, now));
-      this.flagged = [];
+    const activeHazards = [...this.hazards.values()].filter((hz) => hazardActive(hz, now));
+    const checkHazards = activeHazards.length > 0 || this.fenceFlags.size > 0;
+    const clustered = this.map.getZoom() < MARKERS_MIN_ZOOM;
+    const wait = clusterRefreshMs(this.responders.size) - (now - (this._clusterAt || 0));
+    const features = clustered && wait <= 0 ? [] : null;
+    const flagged = [];
+    this.markers.update((write) => {
       for (const r of this.responders.values()) {
         if (r.lon === undefined || r.lon === null) continue;
         const stale = isStale(r, now);
+        const state = stale ? "stale" : r.status;
         let inHazard = false;
-        if (activeHazards.length || this.fenceFlags.size) {
+        if (checkHazards) {
           inHazard = hazardsAt(r.lon, r.lat, activeHazards).length > 0 || (this.fenceFlags.get(r.id)?.size || 0) > 0;
-          if (inHazard) this.flagged.push(r.id);
+          if (inHazard) flagged.push(r.id);
         }
-        features.push({
-          type: "Feature",
-          geometry: { type: "Point", coordinates: [r.lon, r.lat] },
-          properties: {
-            id: r.id,
-            callsign: r.callsign,
-            status: r.status,
-            state: stale ? "stale" : r.status,
-            stale,
-            age_s: Math.round(ageSeconds(r, now) ?? -1),
-            in_hazard: inHazard,
-          },
-        });
+        write(r.id, r.lon, r.lat, (STATE_CODES[state] ?? 4) + (inHazard ? HAZARD_FLAG : 0));
+        if (features) {
+          features.push({
+            type: "Feature",
+            geometry: { type: "Point", coordinates: [r.lon, r.lat] },
+            properties: {
+              id: r.id,
+              callsign: r.callsign,
+              status: r.status,
+              state,
+              stale,
+              age_s: Math.round(ageSeconds(r, now) ?? -1),
+              in_hazard: inHazard,
+            },
+          });
+        }
       }
-      return { type: "FeatureCollection", features };
+    });
+    this.flagged = flagged;
+    this._responderVersion = (this._responderVersion || 0) + 1;
+    if (features) {
+      const fc = { type: "FeatureCollection", features };
+      this.map.getSource("responders").setData(fc);
+      this._clusterAt = now;
+      this._clusterVersion = this._responderVersion;
+      this.stats.setData.responders = (this.stats.setData.responders || 0) + 1;
+      this.lastData = this.lastData || {};
+      this.lastData.responders = fc;
+    } else if (clustered) {
+      clearTimeout(this._clusterTimer);
+      this._clusterTimer = setTimeout(() => this.markDirty("responders"), wait);
     }
+  }
+
+  build(name) {
+    const now = Date.now();
     if (name === "hazards") {
       return {
         type: "FeatureCollection",
@@ -481,6 +584,12 @@ export class LiveMap {
   setDraft(features) {
     if (!this.loaded) return;
     this.map.getSource("draft").setData({ type: "FeatureCollection", features });
+  }
+
+  /** Show or hide a map layer, or the responder marker overlay (its id is `responders-overlay`). */
+  setLayerVisible(id, on) {
+    if (id === this.markers?.id) this.markers.setVisible(on);
+    else this.map.setLayoutProperty(id, "visibility", on ? "visible" : "none");
   }
 
   setHexbinsVisible(on) {

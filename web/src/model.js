@@ -36,14 +36,14 @@ export function mergeResponder(prev, raw) {
   // Fast path (stream deltas): flat numbers.
   const ll = typeof o.lon === "number" && typeof o.lat === "number" ? [o.lon, o.lat] : lonLatOf(o);
   const fixTime = pos.fix_time || o.fix_time;
-  const fixMs = fixTime ? Date.parse(fixTime) : null;
+  const fixMs = typeof o.fix_ms === "number" ? o.fix_ms : fixTime ? Date.parse(fixTime) : null;
   // Only a newer fix moves the marker (a late fix never moves a responder back).
   if (ll && ll[0] !== null && ll[1] !== null) {
     if (rec.fix_ms === null || fixMs === null || fixMs >= rec.fix_ms) {
       rec.lon = ll[0];
       rec.lat = ll[1];
-      if (fixTime) {
-        rec.fix_time = fixTime;
+      if (fixMs !== null) {
+        rec.fix_time = fixTime || null; // compact stream positions carry only fix_ms
         rec.fix_ms = fixMs;
       }
     }

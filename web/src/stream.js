@@ -216,8 +216,9 @@ export function compactItems(msg) {
       out.push({ topic: "positions", key: p[0], data: { id: p[0], deleted: true }, accepted_at: accepted });
       continue;
     }
+    // fix_ms stays a number: no ISO string to format here and parse again when merging (5,000 a tick).
     const data = { id: p[0], lon: p[1], lat: p[2], speed_mps: p[4], heading_deg: p[5], accuracy_m: p[6], stale: !!(p[7] & 1) };
-    if (p[3] !== null) data.fix_time = new Date(p[3]).toISOString();
+    if (p[3] !== null) data.fix_ms = p[3];
     out.push({ topic: "positions", key: p[0], data, accepted_at: accepted });
   }
   return out;
