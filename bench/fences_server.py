@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import random
 import statistics
@@ -31,9 +32,11 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
 from types import SimpleNamespace
 
+import asyncpg
 import h3
 import shapely
 
@@ -53,6 +56,59 @@ INSERT = (
     "SELECT r, t, t, ST_SetSRID(ST_MakePoint(x, y), 4326), h, 5, 'bench' "
     "FROM unnest($1::uuid[], $2::timestamptz[], $3::float8[], $4::float8[], $5::bigint[]) AS u(r, t, x, y, h)"
 )
+
+INSERT_MAX_SEQ = f"WITH i AS ({INSERT} RETURNING seq) SELECT max(seq) FROM i"
+
+
+class Walk:
+    """Responders random-walking; ``batch`` moves some of them one step and returns INSERT arguments."""
+
+    def __init__(self, rids: list[uuid.UUID], pos: dict[uuid.UUID, list[float]], rng: random.Random) -> None:
+        self.rids, self.pos, self.rng = rids, pos, rng
+
+    def batch(self, n: int, chosen: list[uuid.UUID] | None = None) -> tuple[list, list, list, list, list]:
+        now = datetime.now(UTC)
+        rs = chosen if chosen is not None else self.rng.sample(self.rids, n)
+        xs, ys, hs = [], [], []
+        for r in rs:
+            p = self.pos[r]
+            p[0] += self.rng.uniform(-0.002, 0.002)
+            p[1] += self.rng.uniform(-0.002, 0.002)
+            xs.append(p[0])
+            ys.append(p[1])
+            hs.append(h3.str_to_int(h3.latlng_to_cell(p[1], p[0], 9)))
+        return rs, [now] * len(rs), xs, ys, hs
+
+
+def feeder(url: str, walk: Walk, rate: int, seconds: float, first_fixes: bool, pipe: Connection) -> None:
+    """The load, in its own process (as ingest is in production: other workers), so the evaluator's
+    CPU does not slow the offered rate. Sends ``("mark", max_seq, monotonic commit time)`` per 100 ms
+    tick and ``("end", offered_per_s)`` per phase; waits for ``"go"`` between phases."""
+
+    async def phase(pick: list[uuid.UUID] | None) -> None:
+        per_tick = max(1, rate // 10)
+        conn = await asyncpg.connect(url)
+        t_start = time.monotonic()
+        next_tick, sent = t_start, 0
+        while (pick is None and time.monotonic() - t_start < seconds) or (pick is not None and sent < len(pick)):
+            rs = walk.batch(per_tick) if pick is None else walk.batch(0, pick[sent : sent + per_tick])
+            sent += len(rs[0])
+            seq = await conn.fetchval(INSERT_MAX_SEQ, *rs)
+            pipe.send(("mark", seq, time.monotonic()))
+            next_tick += 0.1
+            await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
+        pipe.send(("end", sent / (time.monotonic() - t_start)))
+        await conn.close()
+
+    async def run() -> None:
+        if first_fixes:
+            order = list(walk.rids)
+            walk.rng.shuffle(order)
+            await phase(order)
+            pipe.recv()
+        await phase(None)
+
+    asyncio.run(run())
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -84,18 +140,8 @@ async def main(args: argparse.Namespace) -> None:
                 hazard_ids.append(row["id"])
         print(f"hazards: {args.hazards} created (validated cover + cells) in {time.perf_counter() - t0:.2f}s")
 
-        def batch(n: int, chosen: list[uuid.UUID] | None = None) -> tuple[list, list, list, list, list]:
-            now = datetime.now(UTC)
-            rs = chosen if chosen is not None else rng.sample(rids, n)
-            xs, ys, hs = [], [], []
-            for r in rs:
-                p = pos[r]
-                p[0] += rng.uniform(-0.002, 0.002)
-                p[1] += rng.uniform(-0.002, 0.002)
-                xs.append(p[0])
-                ys.append(p[1])
-                hs.append(h3.str_to_int(h3.latlng_to_cell(p[1], p[0], 9)))
-            return rs, [now] * len(rs), xs, ys, hs
+        walk = Walk(rids, pos, rng)
+        batch = walk.batch
 
         # raw ceiling: the same insert, nothing else
         n_raw, t0 = 0, time.perf_counter()
@@ -120,48 +166,35 @@ async def main(args: argparse.Namespace) -> None:
         while not ev.leading or not hasattr(ev, "webhooks"):  # noqa: ASYNC110
             await asyncio.sleep(0.05)
 
-        async def load(seconds: float, pick: list[uuid.UUID] | None) -> tuple[float, list[float], int]:
-            """Insert ``--rate`` fixes/s (100 ms ticks) while a task watches the evaluator's committed
-            checkpoint (set right after its commit): the lag of a tick is insert-commit -> first time a
-            committed checkpoint covers its max seq, observed every 5 ms *during* the load. ``pick``:
-            responders to send exactly once each, in this order (the first-fix phase)."""
-            per_tick = max(1, args.rate // 10)
+        # the load comes from another process; this one watches the evaluator's committed checkpoint
+        parent, child = multiprocessing.Pipe()
+        proc = multiprocessing.get_context("spawn").Process(
+            target=feeder, args=(url, walk, args.rate, args.seconds, args.first_fixes, child), daemon=True
+        )
+        proc.start()
+
+        async def load() -> tuple[float, list[float], int]:
+            """The lag of a tick is insert commit -> the first moment a committed checkpoint
+            (``ev.checkpoint``, set right after the evaluator's commit) covers its highest seq,
+            observed every 5 ms while the load runs."""
             marks: list[tuple[int, float]] = []
             lags: list[float] = []
-            stop = asyncio.Event()
-
-            async def watch() -> None:
-                i = 0
-                while not stop.is_set() or i < len(marks):
-                    now = time.perf_counter()
-                    while i < len(marks) and marks[i][0] <= ev.checkpoint:
-                        lags.append(now - marks[i][1])
-                        i += 1
-                    if stop.is_set() and now > deadline:
-                        return
-                    await asyncio.sleep(0.005)
-
-            deadline = float("inf")
-            watcher = asyncio.create_task(watch())
-            t_start = time.perf_counter()
-            next_tick = t_start
-            sent = 0
-            while (pick is None and time.perf_counter() - t_start < seconds) or (pick is not None and sent < len(pick)):
-                if pick is None:
-                    rs = batch(per_tick)
-                else:
-                    rs = batch(0, pick[sent : sent + per_tick])
-                sent += len(rs[0])
-                await conn.execute(INSERT, *rs)
-                seq = await conn.fetchval("SELECT max(seq) FROM positions")
-                marks.append((seq, time.perf_counter()))
-                next_tick += 0.1
-                await asyncio.sleep(max(0.0, next_tick - time.perf_counter()))
-            offered = sent / (time.perf_counter() - t_start)
-            deadline = time.perf_counter() + 30
-            stop.set()
-            await watcher
-            return offered, sorted(lags), len(marks)
+            offered: float | None = None
+            deadline, i = float("inf"), 0
+            while True:
+                while parent.poll():
+                    msg = parent.recv()
+                    if msg[0] == "mark":
+                        marks.append((msg[1], msg[2]))
+                    else:
+                        offered, deadline = msg[1], time.monotonic() + 30
+                now = time.monotonic()
+                while i < len(marks) and marks[i][0] <= ev.checkpoint:
+                    lags.append(now - marks[i][1])
+                    i += 1
+                if offered is not None and (i == len(marks) or now > deadline):
+                    return offered, sorted(lags), len(marks)
+                await asyncio.sleep(0.005)
 
         def lag_lines(label: str, lags: list[float], n: int) -> list[str]:
             if not lags:
@@ -179,18 +212,18 @@ async def main(args: argparse.Namespace) -> None:
         if args.first_fixes:
             # every responder's first fix after the leader started: each enters every hazard it is in
             ev0 = await conn.fetchval("SELECT count(*) FROM fence_events")
-            order = list(rids)
-            rng.shuffle(order)
             t0 = time.perf_counter()
-            offered0, lags0, n0 = await load(0, order)
+            offered0, lags0, n0 = await load()
             ev1 = await conn.fetchval("SELECT count(*) FROM fence_events")
-            report.append(f"first-fix phase: {len(order):,} fixes (one per responder) offered at {offered0:,.0f}/s, "
+            parent.send("go")
+            report.append(f"first-fix phase: {len(rids):,} fixes (one per responder) offered at {offered0:,.0f}/s, "
                           f"{ev1 - ev0:,} events, all committed {time.perf_counter() - t0:.1f}s after the first insert")  # fmt: skip
             report += lag_lines("first-fix phase", lags0, n0)
         ev_steady0 = await conn.fetchval("SELECT count(*) FROM fence_events")
         fixes0 = ev.engine.stats.fixes_evaluated
         t_start = time.perf_counter()
-        offered, lags, n_marks = await load(args.seconds, None)
+        offered, lags, n_marks = await load()
+        proc.join(10)
         consumed = (ev.engine.stats.fixes_evaluated - fixes0) / (time.perf_counter() - t_start)
         steady_events = await conn.fetchval("SELECT count(*) FROM fence_events") - ev_steady0
         st = ev.engine.stats
