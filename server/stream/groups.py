@@ -176,6 +176,9 @@ class Group:
         responder's first delta needs no meta unless it changed (kept entries were sent in frames
         after the read began, which every member receives, so they win)."""
         sent, canon = self._meta_sent, self.meta_canon
+        if not sent and getattr(metas, "canonical", False):
+            sent.update(metas)  # the live table's: the shared objects already (see livetable.CanonicalMetas)
+            return
         for rid, meta in metas.items():
             shared = canon.get(rid)
             sent.setdefault(rid, shared if shared == meta else meta)

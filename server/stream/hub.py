@@ -66,7 +66,7 @@ class StreamHub:
         self._received: deque[tuple[float, int]] = deque()
         self._unsubscribe_bus: Any = None
         self.stopping = False
-        self.live = LivePositions()
+        self.live = LivePositions(self._metas)
         """This worker's copy of ``latest_positions`` for positions snapshots (see :mod:`.livetable`)."""
         self._live_due = asyncio.Event()
 

@@ -41,8 +41,18 @@ FROM latest_positions lp JOIN responders r ON r.id = lp.responder_id
 """
 
 
+class CanonicalMetas(dict[str, bytes]):
+    """Metas by responder id that are the worker's shared meta objects (``StreamHub._metas``), so a
+    group can keep these very objects without looking each one up (see ``Group.seed_meta``)."""
+
+    canonical = True
+
+
 class LivePositions:
-    def __init__(self) -> None:
+    def __init__(self, canon: dict[str, bytes] | None = None) -> None:
+        self._canon: dict[str, bytes] = {} if canon is None else canon
+        """The worker's shared meta object per responder: loaded metas join it, so the table, the
+        groups and the received items hold one bytes object per responder's meta."""
         self.warm = False
         self.loading = False
         self._buffer: list[Item] = []
@@ -60,6 +70,8 @@ class LivePositions:
         self._position: list[bytes] = []
         self._meta: list[bytes] = []
         self._json: list[bytes] = []
+        self._rank: np.ndarray | None = None
+        """Each slot's place in responder-id order (rebuilt when a responder is added)."""
 
     def __len__(self) -> int:
         return len(self._index)
@@ -80,8 +92,15 @@ class LivePositions:
             self._buffer = []
             raise
         self._reset()
+        canon = self._canon
         for r in rows:
             rid = r["id"]
+            meta = compact.meta_array(rid, r["callsign"], r["status"], r["team_id"], r["battery_pct"])
+            shared = canon.get(rid)
+            if shared == meta:
+                meta = shared
+            else:
+                canon[rid] = meta
             self._put(
                 rid,
                 r["lon"],
@@ -99,7 +118,7 @@ class LivePositions:
                     r["stale"],
                     r["accepted_at"],
                 ),
-                compact.meta_array(rid, r["callsign"], r["status"], r["team_id"], r["battery_pct"]),
+                meta,
                 r["item"].encode(),
             )
         buffered, self._buffer = self._buffer, []
@@ -163,6 +182,7 @@ class LivePositions:
                 self._json.append(item)
             self._index[rid] = i
             self._alive[i] = True
+            self._rank = None
         else:
             self._team[i], self._fix_ms[i] = team_id, fix_ms
             self._position[i], self._meta[i], self._json[i] = position, meta, item
@@ -194,12 +214,11 @@ class LivePositions:
         if env is not None:
             lon, lat = self._lon[:n], self._lat[:n]
             mask &= (lon >= env[0]) & (lon <= env[2]) & (lat >= env[1]) & (lat <= env[3])
-        rows: list[int] = np.flatnonzero(mask).tolist()
+        picked = np.flatnonzero(mask)
+        rows: list[int] = picked[np.argsort(self._ranks()[picked], kind="stable")].tolist()
         if scope.kind != "all":
             team, rsp, teams, ids = scope.team_id, scope.responder_id, self._team, self._ids
             rows = [i for i in rows if (team is not None and teams[i] == team) or ids[i] == rsp]
-        ids = self._ids
-        rows.sort(key=ids.__getitem__)
         truncated = len(rows) >= limit
         rows = rows[:limit]
         if area.cells is not None:
@@ -207,10 +226,21 @@ class LivePositions:
             rows = [i for i in rows if area.contains_point(float(lons[i]), float(lats[i]))]
         return rows, truncated
 
-    def compact_parts(self, rows: list[int]) -> tuple[dict[str, bytes], list[bytes]]:
+    def _ranks(self) -> np.ndarray:
+        if self._rank is None or len(self._rank) != len(self._ids):
+            ids = self._ids
+            order = sorted(range(len(ids)), key=ids.__getitem__)
+            rank = np.empty(len(ids), dtype=np.int64)
+            rank[order] = np.arange(len(ids))
+            self._rank = rank
+        return self._rank
+
+    def compact_parts(self, rows: list[int]) -> tuple[CanonicalMetas, list[bytes]]:
         """Each row's meta (by responder id) and compact position."""
         ids, meta, position = self._ids, self._meta, self._position
-        return {ids[i]: meta[i] for i in rows}, [position[i] for i in rows]
+        return CanonicalMetas(zip(map(ids.__getitem__, rows), map(meta.__getitem__, rows), strict=True)), list(
+            map(position.__getitem__, rows)
+        )
 
     def json_items(self, rows: list[int]) -> list[bytes]:
         items = self._json
