@@ -370,17 +370,32 @@ class FenceEngine:
             relevant = set(resp.visits)
             relevant.update(self._slot_fence[s] for s in inside_slots)
             self.stats.candidate_pairs += len(relevant) - len(inside_slots)
-            probe = _Probe(
-                fix.responder_id, fix.team_id, fix.fix_time, fix.lon, fix.lat, fix.accuracy_m, fix.seq,
-                arrived_late, "fix", i,
-            )  # fmt: skip
+            probe: _Probe | None = None
             for fid in sorted(relevant):
                 entry = self._fences.get(fid)
                 if entry is None:
                     resp.visits.pop(fid, None)
                     self._changed.add((fix.responder_id, fid))
                     continue
-                self._step(entry, resp, probe, entry.slot in inside_slots, None, now, events, per_fix=True)
+                in_plain = entry.slot in inside_slots
+                visit = resp.visits.get(fid)
+                fence = entry.fence
+                if (
+                    in_plain
+                    and visit is not None
+                    and visit.state == INSIDE
+                    and "inside" not in fence.detect
+                    and fence.applies(fix.responder_id, fix.team_id)
+                ):
+                    # still inside, nothing to emit: what _step would do, without its bookkeeping
+                    visit.last_fix_time = fix.fix_time
+                    continue
+                if probe is None:
+                    probe = _Probe(
+                        fix.responder_id, fix.team_id, fix.fix_time, fix.lon, fix.lat, fix.accuracy_m, fix.seq,
+                        arrived_late, "fix", i,
+                    )  # fmt: skip
+                self._step(entry, resp, probe, in_plain, None, now, events, per_fix=True)
             resp.team_id, resp.lon, resp.lat = fix.team_id, fix.lon, fix.lat
             resp.fix_time, resp.accuracy_m, resp.seq = fix.fix_time, fix.accuracy_m, fix.seq
         self._near = {}

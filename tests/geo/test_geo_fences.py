@@ -309,3 +309,42 @@ def test_changed_pairs_replay_to_the_same_state_as_a_snapshot():
     persist()
     assert stored == expected() and not any(k[1] == "b" for k in stored)
     assert eng.drain_changed() == set()
+
+
+def test_fences_without_inside_detect_give_the_same_transitions_as_with_it():
+    """The evaluation shortcut for "still inside, nothing to emit" (fences without ``inside``)
+    changes nothing: same enter/exit/dwell events and the same visits as a fence asking for
+    ``inside`` too, through accuracy, hysteresis, dwell and team-scoped fences."""
+    import random
+
+    shapes = [
+        dict(geometry=ZONE),
+        dict(geometry=box(14.03, 46.03, 14.08, 46.12), hysteresis_m=150),
+        dict(geometry=point_buffer(14.06, 46.06, 2500), dwell_s=20),
+        dict(geometry=box(14.0, 46.0, 14.05, 46.05), applies_to=frozenset({"t1"})),
+    ]
+    base = frozenset({"enter", "exit", "dwell"})
+
+    def run(detect: frozenset[str]) -> tuple[list, list]:
+        eng = FenceEngine(reorder_window_s=5)
+        eng.upsert_fences([Fence(id=f"f{i}", detect=detect, **kw) for i, kw in enumerate(shapes)], T0)
+        walk = random.Random(11)
+        pos = {f"r{k}": [14.0 + walk.random() * 0.12, 46.0 + walk.random() * 0.12] for k in range(30)}
+        events = []
+        for step in range(60):
+            fixes = []
+            for rid, p in pos.items():
+                p[0] += walk.uniform(-0.004, 0.004)
+                p[1] += walk.uniform(-0.004, 0.004)
+                fixes.append(
+                    fix(step * 2 + walk.random(), p[0], p[1], rid=rid, accuracy_m=walk.choice([None, 5.0, 80.0]),
+                        team_id="t1" if rid < "r15" else "t2")
+                )  # fmt: skip
+            events += eng.add_fixes(fixes, at(step * 2 + 1))
+        events += eng.advance(at(1000))
+        kept = [(e.detect, e.fence_id, e.responder_id, e.fix_time, e.group) for e in events if e.detect in base]
+        return kept, eng.snapshot()
+
+    plain, with_inside = run(base), run(base | {"inside"})
+    assert plain[0] == with_inside[0] and len(plain[0]) > 20
+    assert plain[1] == with_inside[1] and any(r["state"] == "inside" for r in plain[1])
