@@ -274,8 +274,9 @@ class StreamHub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("live positions not loaded; snapshots read SQL", extra={"error": repr(exc)})
-                self.live.invalidate()
+                # A failed refresh leaves the (still current) table serving; a failed first load or
+                # epoch reload leaves it cold, so snapshots read SQL until a load succeeds.
+                log.warning("live positions not loaded", extra={"error": repr(exc), "warm": self.live.warm})
                 self._live_due.set()
                 await asyncio.sleep(1.0)
 

@@ -56,6 +56,8 @@ class LivePositions:
         self.warm = False
         self.loading = False
         self._buffer: list[Item] = []
+        self._generation = 0
+        """Bumped by :meth:`invalidate`: a load that began before it does not make the table warm."""
         self._reset()
 
     def _reset(self) -> None:
@@ -80,9 +82,12 @@ class LivePositions:
     def invalidate(self) -> None:
         """History may have been lost: serve snapshots from SQL until the next :meth:`load`."""
         self.warm = False
+        self._generation += 1
 
     async def load(self, conn: asyncpg.Connection) -> None:
-        """Replace the table with ``latest_positions``, then apply what arrived meanwhile."""
+        """Replace the table with ``latest_positions``, then apply what arrived meanwhile. A refresh
+        (the table is warm) keeps serving and applying changes while the query runs."""
+        generation = self._generation
         self.loading = True
         self._buffer = []
         try:
@@ -123,17 +128,18 @@ class LivePositions:
             )
         buffered, self._buffer = self._buffer, []
         self.loading = False
-        self.warm = True
-        self.apply(buffered)
+        self.warm = generation == self._generation
+        self._apply(buffered)
 
     # ---- changes -----------------------------------------------------------------------------
     def apply(self, items: list[Item]) -> None:
         """Apply a received batch's ``positions`` changes (in order)."""
         if self.loading:
             self._buffer.extend(it for it in items if it.topic == "positions")
-            return
-        if not self.warm:
-            return
+        if self.warm:
+            self._apply(items)
+
+    def _apply(self, items: list[Item]) -> None:
         index = self._index
         for it in items:
             if it.topic != "positions" or it.compact is None:

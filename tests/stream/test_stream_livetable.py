@@ -127,3 +127,32 @@ async def test_changes_received_while_loading_apply_after_the_load(db: Any) -> N
     live.invalidate()
     assert not live.warm and snapshot.needs_sql(frozenset({"positions"}), Scope("all"), live)
     assert snapshot.needs_sql(frozenset({"positions", "incidents"}), Scope("all"), None)
+
+
+async def test_a_refresh_keeps_serving_and_applying_and_an_epoch_change_during_a_load_keeps_it_cold(db: Any) -> None:
+    live = await loaded(db)
+    rid = await db.fetchval("SELECT responder_id::text FROM latest_positions LIMIT 1")
+    later = datetime.now(UTC) + timedelta(days=3)
+    seen: list[Any] = []
+
+    class MidRefresh:
+        async def fetch(self, sql: str) -> Any:
+            live.apply(received(move(rid, -91.62, 41.97, later)))
+            seen.append(live.entry(rid))  # applied at once: a snapshot taken now has it
+            return await db.fetch(sql)
+
+    await live.load(MidRefresh())  # type: ignore[arg-type]
+    assert live.warm
+    assert seen[0] is not None and (seen[0]["lon"], seen[0]["lat"]) == (-91.62, 41.97)
+    entry = live.entry(rid)
+    assert entry is not None and (entry["lon"], entry["lat"]) == (-91.62, 41.97)
+
+    class EpochChange:
+        async def fetch(self, sql: str) -> Any:
+            live.invalidate()  # ticks may have been lost while this query runs
+            return await db.fetch(sql)
+
+    await live.load(EpochChange())  # type: ignore[arg-type]
+    assert not live.warm
+    await live.load(db)
+    assert live.warm
