@@ -9,8 +9,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import msgspec
+import numpy as np
+import shapely
 from pyproj import Geod
-from shapely.geometry import MultiPolygon, Polygon, box, mapping, shape
+from shapely.geometry import MultiPolygon, Polygon, box, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
@@ -59,17 +62,17 @@ def to_geojson(geom: BaseGeometry) -> dict[str, Any] | None:
         polys = [g for g in geom.geoms if isinstance(g, Polygon) and not g.is_empty]
     if not polys:
         return None
-    out = mapping(polys[0] if len(polys) == 1 else MultiPolygon(polys))
-    result: dict[str, Any] = _listify(dict(out))
-    return result
+    if len(polys) == 1:
+        return {"type": "Polygon", "coordinates": _rings(polys[0])}
+    return {"type": "MultiPolygon", "coordinates": [_rings(p) for p in polys]}
 
 
-def _listify(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _listify(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_listify(v) for v in obj]
-    return obj
+def _rings(poly: Polygon) -> list[Any]:
+    """A polygon's GeoJSON rings as lists, each ring's coordinates in one array conversion (what
+    ``mapping`` gives, with lists for tuples, without a Python call per position)."""
+    if poly.is_empty:
+        return []
+    return [np.asarray(poly.exterior.coords).tolist(), *(np.asarray(r.coords).tolist() for r in poly.interiors)]
 
 
 def geodesic_circle(lon: float, lat: float, radius_m: float, segments: int = 64) -> dict[str, Any]:
@@ -144,7 +147,10 @@ def union_geojson(geoms: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def representative_point(geom: dict[str, Any]) -> tuple[float, float] | None:
     """A point inside the geometry (lon, lat)."""
-    s = shape(geom)
+    try:  # GEOS reads the JSON in one call; shape() builds every position in Python
+        s = shapely.from_geojson(msgspec.json.encode(geom))
+    except Exception:  # whatever GEOS refuses, shape() reads or rejects as it always did
+        s = shape(geom)
     if s.is_empty:
         return None
     p = s.representative_point()
