@@ -7,10 +7,16 @@ transactions older than every transaction still running (``pg_snapshot_xmin``) a
 transaction that commits later always has a larger ``txid``, so nothing can appear behind a cursor
 (a plain ``id`` cursor would skip a row whose transaction drew a lower id but committed later).
 The answer carries the current state of what changed, not the individual events.
+
+The horizon is cluster-wide: any writing transaction still open (ours or another database's) holds back
+events committed after it began. A phone that syncs right after its own change must see it, so the call
+first waits (briefly, ``HORIZON_WAIT_S``) until the horizon has passed every event already committed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -22,6 +28,12 @@ from .scope import Work, to_incident
 from .structs import Message, SyncResult
 
 MAX_EVENTS = 1000
+HORIZON_WAIT_S = 2.0
+"""How long a sync waits for older open transactions so that events already committed are handed out."""
+
+PENDING_SQL = """
+SELECT EXISTS (SELECT 1 FROM incident_events e WHERE e.txid >= pg_snapshot_xmin(pg_current_snapshot()))
+"""
 
 PAGE_SQL = """
 WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
@@ -45,6 +57,11 @@ async def changes_since(work: Work, since: str | None, limit: int) -> SyncResult
         txid, event_id = str(int(raw[0])), int(raw[1])
     except ValueError as exc:
         raise InvalidInput("invalid cursor", errors=[{"field": "since", "message": "not a cursor"}]) from exc
+    deadline = time.monotonic() + HORIZON_WAIT_S
+    for _ in range(int(HORIZON_WAIT_S / 0.02)):  # a poll of PostgreSQL's horizon: nothing to await on
+        if not await work.conn.fetchval(PENDING_SQL) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.02)
     async with work.conn.transaction(isolation="repeatable_read", readonly=True):
         args: list[Any] = [txid, event_id, limit]
         scope = (await work.view()).condition(args)
