@@ -1,6 +1,7 @@
 """Feed items → the rows a hazard needs: validated geometry (WKB), H3 resolution and cover cells.
 
-CPU work only (no I/O): the sink runs :func:`prepare_items` in a thread for a whole parse.
+CPU work only (no I/O): the sink runs :func:`prepare_items` in a thread, chunk by chunk (see
+:mod:`.hazard_apply`).
 
 * Most items go through the hazards area's own rules (:func:`server.hazards.shapes.parse_shape`
   validation/repair and :func:`~server.hazards.shapes.cover_rows`, a :class:`geo.cover.PolygonCover`).
