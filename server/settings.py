@@ -230,10 +230,10 @@ class StreamSettings(_EnvSettings):
     """Most objects per topic in a snapshot (the snapshot says `truncated` beyond it)."""
     stream_snapshot_concurrency: int = 3
     """Snapshot reads a worker runs at once; the rest wait, so a reconnect storm leaves pool connections for ingest."""
-    stream_live_refresh_s: float = 30.0
-    """How often each worker reloads its in-memory copy of latest_positions (positions snapshots) from
-    PostgreSQL in full, besides at start and on an epoch change (a safety net for writes that bypass the
-    stream); 0 = never."""
+    stream_live_refresh_s: float = 120.0
+    """How often a worker with viewers reloads its in-memory copy of latest_positions (positions snapshots)
+    from PostgreSQL in full, besides at its first viewer and on an epoch change (a safety net for writes that
+    bypass the stream); 0 = never. A worker without viewers keeps no copy."""
     stream_redis_prefix: str = "sitrep:stream"
     """Prefix of the Redis keys and channel the stream uses."""
 
@@ -372,5 +372,5 @@ def describe() -> list[tuple[str, str, str]]:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
             if isinstance(default, tuple):
                 default = ",".join(default)
-            rows.append((f"{cls._prefix}{f.name.upper()}", str(default), docs.get(f.name, "")))
+            rows.append((f"{cls._prefix}{f.name.upper()}", str(default), " ".join(docs.get(f.name, "").split())))
     return rows

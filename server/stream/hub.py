@@ -207,6 +207,9 @@ class StreamHub:
 
     async def _on_message(self, data: Any) -> None:
         epoch, seq, payload = parse_message(data)
+        if not self.viewers:
+            self._skip(epoch, seq)
+            return
         if epoch != self.epoch:
             self._new_epoch(epoch, seq)
         elif seq <= self.last_seq:
@@ -214,6 +217,19 @@ class StreamHub:
         elif seq > self.last_seq + 1 and not await self._fill_gap(seq - 1):
             self._new_epoch(epoch, seq)
         self._deliver(decode_batch(epoch, seq, payload))
+
+    def _skip(self, epoch: str, seq: int) -> None:
+        """Nobody watches on this worker: keep its place in the stream (and the trimmer's clock) without
+        decoding the batch. The live positions table goes cold and reloads when a viewer arrives."""
+        if epoch != self.epoch:
+            self._new_epoch(epoch, seq)
+        elif seq <= self.last_seq:
+            return
+        self.last_seq = seq
+        self._received.append((time.time(), seq))
+        if self.live.warm or self.live.loading:
+            self.live.invalidate()
+        m.BATCHES_RECEIVED.inc()
 
     def _deliver(self, batch: Batch) -> None:
         # One bytes object per responder's current compact meta, shared by every group that keeps it.
@@ -259,8 +275,8 @@ class StreamHub:
 
     # ---- housekeeping ----------------------------------------------------------------------
     async def _live_keeper(self) -> None:
-        """Load the live positions table at start, after an epoch change, and every
-        ``stream_live_refresh_s`` (a safety net for writes that bypass the stream)."""
+        """Load the live positions table when viewers are connected: at the first one, after an epoch
+        change, and every ``stream_live_refresh_s`` (a safety net for writes that bypass the stream)."""
         refresh = self.settings.stream_live_refresh_s
         while True:
             try:
@@ -268,6 +284,8 @@ class StreamHub:
             except TimeoutError:
                 pass
             self._live_due.clear()
+            if not self.viewers:
+                continue  # loaded when a viewer arrives (see connect)
             try:
                 async with self.runtime.pool.acquire() as conn:
                     await self.live.load(conn)
@@ -312,6 +330,8 @@ class StreamHub:
         if self.stopping:
             viewer.close(CLOSE_RESTART, RESTART_REASON)
         self.viewers.add(viewer)
+        if not self.live.warm and not self.live.loading:
+            self._live_due.set()  # the first viewer on an idle worker: load the live positions table
         m.VIEWERS.labels(transport).inc()
         viewer.transport = transport  # type: ignore[attr-defined]
         return viewer

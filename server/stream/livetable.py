@@ -7,9 +7,10 @@ in numpy arrays, so a box's snapshot is one vectorized comparison and a join of 
 
 Kept exactly like ``latest_positions``:
 
-- loaded in full from PostgreSQL when the hub starts, whenever the stream's epoch changes (Redis
+- loaded in full from PostgreSQL when the worker's first viewer arrives, whenever the stream's epoch changes (Redis
   lost history, a tick may have been lost, the subscriber could not fill a gap), and every
-  ``stream_live_refresh_s`` as a safety net for writes that bypass the stream;
+  ``stream_live_refresh_s`` as a safety net for writes that bypass the stream (a worker without viewers
+  keeps no copy: the hub stops applying batches and invalidates it);
 - then every ``positions`` change the worker receives through Redis is applied (the very batches
   it routes to viewers, so a snapshot taken at ``(epoch, seq)`` holds exactly the batches up to
   ``seq``): a newer-or-equal fix time replaces the entry (PostgreSQL keeps only the newest fix, and
