@@ -46,6 +46,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         loop="uvloop",
         http="httptools",
         ws="websockets-sansio",
+        # The stream sends its own heartbeat every 15 s; protocol pings only find dead peers, and at the
+        # default 20 s they cost a tenth of a worker with 5,000 viewers.
+        ws_ping_interval=60.0,
+        ws_ping_timeout=30.0,
         backlog=4096,
         # A worker busy with thousands of stream sockets on a loaded machine may answer the
         # supervisor's ping late; killing it would cut every socket it holds.
