@@ -4,9 +4,9 @@ Runs a throwaway stack (database + Redis + `sitrep serve` serving web/dist) and 
 (software WebGL: SwiftShader). The 5,000 responders are fed as compact stream `delta` frames (the encoding the
 command center subscribes with; the frames are encoded before measuring, as the server would) through the page's
 own stream client (`_onMessage`: JSON parse, decode, merge) and the map's flush, 10 ticks/s, every responder moving on
-every tick. Each flush rewrites the marker overlay's one typed array (the one source update per tick) and redraws
-that canvas, from zoom 13 in, without repainting the WebGL map; below zoom 13 the clustered GeoJSON source is
-re-tiled at most once a second for a fleet this size.
+every tick. Each flush rewrites the responder overlay's one typed array (the one source update per tick) and
+redraws that canvas (markers from zoom 13 in, clusters below) without re-tiling a source or repainting the WebGL
+map.
 The ceiling is the same page's frame rate with the map idle, measured in the same run.
 
     .venv/bin/python bench/web.py [--seconds 8]
@@ -71,7 +71,7 @@ FPS_JS = """async ([seconds, n, hz]) => {
     if (k >= sent.length) return;
     const t0 = performance.now();
     s.stream._onMessage(sent[k++]);  // JSON parse, decode, merge: the page's own stream client
-    s.map.flush();                   // one marker array update (and the throttled cluster source)
+    s.map.flush();                   // one marker array update
     applyMs.push(performance.now() - t0);
   }, 1000 / hz);
   const busy = await frames();
@@ -159,8 +159,7 @@ async def run(seconds: float, dist: Path) -> None:
                     f"(idle ceiling {r['idle']:.1f} frames/s, ratio {r['busy'] / r['idle']:.2f}); "
                     f"ticks {r['ticks']}, apply p50 {r['apply_p50_ms']:.1f} ms p95 {r['apply_p95_ms']:.1f} ms "
                     f"(parse + merge + buffer fill per tick of {r['frame_kb']:.0f} KiB; {r['responders']} responders on the map; "
-                    f"marker array updates {r['uploads']}, overlay draws {r['renders']}, "
-                    f"cluster source setData {r['setData']})"
+                    f"marker array updates {r['uploads']}, overlay draws {r['renders']})"
                 )
             await browser.close()
 

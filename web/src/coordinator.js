@@ -202,7 +202,7 @@ export function mount(main, { me, badge }) {
 function layersPanel(lm) {
   const msg = h("div");
   const toggles = [
-    ["Responders", ["responder-points", "responder-clusters", "responder-hazard-ring", "responders-overlay"]],
+    ["Responders", ["responders-overlay"]],
     ["Incidents", ["incidents-points"]],
     ["Hazards", ["hazards-fill", "hazards-line"]],
     ["Geofences", ["geofences-fill", "geofences-line"]],

@@ -1,10 +1,8 @@
 // The live map: MapLibre with the offline basemap and one GeoJSON source per layer family. Changes mark a source
 // dirty; one flush per animation frame calls setData once per dirty source, however many deltas arrived.
-// Responders are the exception, because thousands move on every stream tick: from zoom MARKERS_MIN_ZOOM in, where
-// each responder is its own marker, they are drawn on a canvas over the map (responderlayer.js) whose one typed
-// array is rewritten once per flush, so a tick never repaints the map itself; below it, the clustered GeoJSON
-// source is re-tiled at most every clusterRefreshMs (about once a second for 5,000 responders, every tick for a
-// few hundred).
+// Responders are the exception, because thousands move on every stream tick: they are drawn, as markers or as
+// clusters when zoomed out, on a canvas over the map (responderlayer.js) whose one typed array is rewritten once
+// per flush, so a tick neither re-tiles a GeoJSON source nor repaints the WebGL map.
 
 import maplibregl from "maplibre-gl";
 import "maplibre-gl/dist/maplibre-gl.css";
@@ -20,13 +18,10 @@ import {
   hazardActive,
 } from "./model.js";
 import { fmtAge, fmtTime, h } from "./ui.js";
-import { ResponderOverlay, STATE_CODES, HAZARD_FLAG } from "./responderlayer.js";
+import { ResponderOverlay, STATE_CODES, HAZARD_FLAG, latOfMercatorY } from "./responderlayer.js";
 
-const CLUSTER_MAX_ZOOM = 12;
-/** From this zoom in, responders are individual markers drawn on the overlay canvas. */
-export const MARKERS_MIN_ZOOM = CLUSTER_MAX_ZOOM + 1;
-/** How long the clustered GeoJSON source may lag behind, given the fleet size (re-tiling costs ~n). */
-export const clusterRefreshMs = (n) => Math.min(1000, n / 5);
+/** Up to this zoom, nearby responders are drawn as one numbered cluster. */
+export const CLUSTER_MAX_ZOOM = 12;
 
 const EMPTY = () => ({ type: "FeatureCollection", features: [] });
 export const STATUS_COLORS = { available: "#1b7f3b", busy: "#c2410c", off_duty: "#475569", stale: "#8a8f98" };
@@ -90,13 +85,6 @@ export class LiveMap {
     map.addSource("hazards", { type: "geojson", data: EMPTY() });
     map.addSource("draft", { type: "geojson", data: EMPTY() });
     map.addSource("incidents", { type: "geojson", data: EMPTY(), promoteId: "id" });
-    map.addSource("responders", {
-      type: "geojson",
-      data: EMPTY(),
-      cluster: true,
-      clusterRadius: 40,
-      clusterMaxZoom: CLUSTER_MAX_ZOOM,
-    });
     map.addLayer({
       id: "hexbins-fill",
       type: "fill",
@@ -139,45 +127,6 @@ export class LiveMap {
     map.addLayer({ id: "draft-line", type: "line", source: "draft", paint: { "line-color": "#6d28d9", "line-width": 2, "line-dasharray": [2, 1] } });
     map.addLayer({ id: "draft-points", type: "circle", source: "draft", filter: ["==", ["geometry-type"], "Point"], paint: { "circle-radius": 5, "circle-color": "#6d28d9", "circle-stroke-color": "#fff", "circle-stroke-width": 2 } });
 
-    map.addLayer({
-      id: "responder-clusters",
-      type: "circle",
-      source: "responders",
-      maxzoom: MARKERS_MIN_ZOOM,
-      filter: ["has", "point_count"],
-      paint: {
-        "circle-color": "#1e3a8a",
-        "circle-opacity": 0.85,
-        "circle-stroke-color": "#ffffff",
-        "circle-stroke-width": 2,
-        "circle-radius": ["step", ["get", "point_count"], 13, 10, 17, 50, 22, 200, 28],
-      },
-    });
-    map.addLayer({
-      id: "responder-hazard-ring",
-      type: "circle",
-      source: "responders",
-      maxzoom: MARKERS_MIN_ZOOM,
-      filter: ["all", ["!", ["has", "point_count"]], ["get", "in_hazard"]],
-      paint: { "circle-radius": 11, "circle-color": "rgba(0,0,0,0)", "circle-stroke-color": "#b91c1c", "circle-stroke-width": 3 },
-    });
-    const st = ["match", ["get", "state"]];
-    for (const [k, c] of Object.entries(STATUS_COLORS)) st.push(k, c);
-    st.push("#334155");
-    map.addLayer({
-      id: "responder-points",
-      type: "circle",
-      source: "responders",
-      maxzoom: MARKERS_MIN_ZOOM,
-      filter: ["!", ["has", "point_count"]],
-      paint: {
-        "circle-radius": ["interpolate", ["linear"], ["zoom"], 8, 4, 14, 7],
-        "circle-color": st,
-        "circle-opacity": ["case", ["==", ["get", "state"], "stale"], 0.65, 1],
-        "circle-stroke-color": "#ffffff",
-        "circle-stroke-width": 1.5,
-      },
-    });
     const pr = ["match", ["get", "priority"]];
     for (const [k, c] of Object.entries(PRIORITY_COLORS)) pr.push(Number(k), c);
     pr.push("#334155");
@@ -193,19 +142,13 @@ export class LiveMap {
       },
     });
 
-    this.markers = new ResponderOverlay({ colors: STATUS_COLORS, minzoom: MARKERS_MIN_ZOOM }).addTo(map);
+    this.markers = new ResponderOverlay({ colors: STATUS_COLORS, clusterMaxZoom: CLUSTER_MAX_ZOOM, clusterRadius: 40 }).addTo(map);
     map.on("click", (e) => this._onClick(e));
-    for (const layer of ["responder-points", "responder-clusters", "incidents-points", "hazards-fill"]) {
+    for (const layer of ["incidents-points", "hazards-fill"]) {
       map.on("mouseenter", layer, () => (map.getCanvas().style.cursor = this.clickMode ? "crosshair" : "pointer"));
       map.on("mouseleave", layer, () => (map.getCanvas().style.cursor = this.clickMode ? "crosshair" : ""));
     }
     map.on("mousemove", (e) => this._onHover(e));
-    map.on("idle", () => this._updateClusterLabels());
-    map.on("moveend", () => this._scheduleClusterLabels());
-    // Zooming out to the clustered view: bring the (possibly older) GeoJSON source up to date at once.
-    map.on("zoom", () => {
-      if (map.getZoom() < MARKERS_MIN_ZOOM && this._clusterVersion !== this._responderVersion) this.markDirty("responders");
-    });
     this.loaded = true;
     for (const k of ["responders", "hazards", "incidents", "geofences"]) this.dirty.add(k);
     this.flush();
@@ -218,28 +161,26 @@ export class LiveMap {
       return;
     }
     const map = this.map;
-    const feats = map.queryRenderedFeatures(e.point, {
-      layers: ["incidents-points", "responder-points", "responder-clusters", "hazards-fill"],
-    });
-    const hit = this.markers.hitTest(e.point); // drawn above every map layer
-    if (hit) {
-      this.showResponderPopup(hit);
+    const hit = this.markers.pick(e.point); // drawn above every map layer
+    if (hit?.id) {
+      this.showResponderPopup(hit.id);
       return;
     }
+    if (hit?.cluster) {
+      const { lon, lat } = hit.cluster;
+      map.easeTo({ center: [lon, lat], zoom: Math.min(CLUSTER_MAX_ZOOM + 1, Math.floor(map.getZoom()) + 2) });
+      return;
+    }
+    const feats = map.queryRenderedFeatures(e.point, { layers: ["incidents-points", "hazards-fill"] });
     if (!feats.length) return;
     const f = feats[0];
     if (f.layer.id === "incidents-points") this.onIncidentClick?.(String(f.properties.id));
-    else if (f.layer.id === "responder-clusters") {
-      map.getSource("responders")
-        .getClusterExpansionZoom(f.properties.cluster_id)
-        .then((z) => map.easeTo({ center: f.geometry.coordinates, zoom: z }));
-    } else if (f.layer.id === "responder-points") this.showResponderPopup(String(f.properties.id));
     else if (f.layer.id === "hazards-fill") this.showHazardPopup(String(f.properties.id), e.lngLat);
   }
 
   _onHover(e) {
     if (this.clickMode) return;
-    const hit = this.markers.count > 0 && this.markers.hitTest(e.point);
+    const hit = this.markers.count > 0 && this.markers.pick(e.point);
     if (hit) {
       this._hoverMarker = true;
       this.map.getCanvas().style.cursor = "pointer";
@@ -251,23 +192,20 @@ export class LiveMap {
 
   /** The responder marker under screen point {x, y} (CSS px from the map's top-left), or null. */
   responderAt(x, y) {
-    const hit = this.markers?.hitTest({ x, y });
-    if (hit) return hit;
-    const f = this.map.queryRenderedFeatures([x, y], { layers: ["responder-points"] })[0];
-    return f ? String(f.properties.id) : null;
+    return this.markers?.hitTest({ x, y }) ?? null;
   }
 
   /**
    * Where responder `id` is drawn: lon/lat and screen point (CSS px) of its marker as last written to the marker
    * overlay, its drawn state ("available", "busy", "off_duty", "stale"), the hazard flag, and `drawn` (true once
-   * the overlay was redrawn with that data, at a zoom where it shows markers, with the point inside the view).
+   * the overlay was redrawn with that data, with the point inside the view and not merged into a cluster).
    */
   renderedResponder(id) {
     const g = this.markers?.lookup(String(id));
     if (!g) return null;
     const code = g.code >= HAZARD_FLAG ? g.code - HAZARD_FLAG : g.code;
     const lon = g.x * 360 - 180;
-    const lat = (360 / Math.PI) * Math.atan(Math.exp(((180 - g.y * 360) * Math.PI) / 180)) - 90;
+    const lat = latOfMercatorY(g.y);
     return {
       id: String(id),
       lon,
@@ -277,6 +215,7 @@ export class LiveMap {
       state: Object.keys(STATE_CODES).find((k) => STATE_CODES[k] === code) || "other",
       stale: code === STATE_CODES.stale,
       in_hazard: g.code >= HAZARD_FLAG,
+      clustered: g.clustered,
       drawn: g.drawn,
     };
   }
@@ -315,36 +254,6 @@ export class LiveMap {
     this.popup = new maplibregl.Popup({ maxWidth: "260px" }).setLngLat(lngLat).setDOMContent(body).addTo(this.map);
   }
 
-  _scheduleClusterLabels() {
-    clearTimeout(this._labelTimer);
-    this._labelTimer = setTimeout(() => this._updateClusterLabels(), 150);
-  }
-
-  _updateClusterLabels() {
-    if (!this.map.getSource("responders")) return;
-    this._clusterMarkers ||= new Map();
-    const seen = new Set();
-    const feats = this.map.querySourceFeatures("responders", { filter: ["has", "point_count"] });
-    for (const f of feats) {
-      const id = f.properties.cluster_id;
-      if (seen.has(id) || seen.size > 400) continue;
-      seen.add(id);
-      let m = this._clusterMarkers.get(id);
-      if (!m) {
-        const el = h("div", { class: "cluster-label", "aria-hidden": "true" });
-        m = new maplibregl.Marker({ element: el }).setLngLat(f.geometry.coordinates).addTo(this.map);
-        this._clusterMarkers.set(id, m);
-      }
-      m.setLngLat(f.geometry.coordinates);
-      m.getElement().textContent = f.properties.point_count_abbreviated ?? f.properties.point_count;
-    }
-    for (const [id, m] of this._clusterMarkers) {
-      if (!seen.has(id)) {
-        m.remove();
-        this._clusterMarkers.delete(id);
-      }
-    }
-  }
 
   // ---- state changes -------------------------------------------------------------------------------------
 
@@ -477,65 +386,29 @@ export class LiveMap {
     this.stats.lastFlushAt = performance.now();
     if (dirty.includes("responders")) {
       this._emit("responders");
-      this._scheduleClusterLabels();
     }
   }
 
-  /**
-   * Responders: one pass over the records rewrites the marker overlay's array (redrawn with the next frame),
-   * recomputes the hazard flags, and, when the clustered view is showing and its refresh is due, builds the
-   * GeoJSON for the cluster source.
-   */
+  /** Responders: one pass over the records rewrites the marker overlay's array and recomputes the hazard flags. */
   _flushResponders() {
     const now = Date.now();
     const activeHazards = [...this.hazards.values()].filter((hz) => hazardActive(hz, now));
     const checkHazards = activeHazards.length > 0 || this.fenceFlags.size > 0;
-    const clustered = this.map.getZoom() < MARKERS_MIN_ZOOM;
-    const wait = clusterRefreshMs(this.responders.size) - (now - (this._clusterAt || 0));
-    const features = clustered && wait <= 0 ? [] : null;
     const flagged = [];
     this.markers.update((write) => {
       for (const r of this.responders.values()) {
         if (r.lon === undefined || r.lon === null) continue;
-        const stale = isStale(r, now);
-        const state = stale ? "stale" : r.status;
+        const state = isStale(r, now) ? "stale" : r.status;
         let inHazard = false;
         if (checkHazards) {
           inHazard = hazardsAt(r.lon, r.lat, activeHazards).length > 0 || (this.fenceFlags.get(r.id)?.size || 0) > 0;
           if (inHazard) flagged.push(r.id);
         }
         write(r.id, r.lon, r.lat, (STATE_CODES[state] ?? 4) + (inHazard ? HAZARD_FLAG : 0));
-        if (features) {
-          features.push({
-            type: "Feature",
-            geometry: { type: "Point", coordinates: [r.lon, r.lat] },
-            properties: {
-              id: r.id,
-              callsign: r.callsign,
-              status: r.status,
-              state,
-              stale,
-              age_s: Math.round(ageSeconds(r, now) ?? -1),
-              in_hazard: inHazard,
-            },
-          });
-        }
       }
     });
     this.flagged = flagged;
-    this._responderVersion = (this._responderVersion || 0) + 1;
-    if (features) {
-      const fc = { type: "FeatureCollection", features };
-      this.map.getSource("responders").setData(fc);
-      this._clusterAt = now;
-      this._clusterVersion = this._responderVersion;
-      this.stats.setData.responders = (this.stats.setData.responders || 0) + 1;
-      this.lastData = this.lastData || {};
-      this.lastData.responders = fc;
-    } else if (clustered) {
-      clearTimeout(this._clusterTimer);
-      this._clusterTimer = setTimeout(() => this.markDirty("responders"), wait);
-    }
+    this.stats.setData.responders = (this.stats.setData.responders || 0) + 1; // the one source update per flush
   }
 
   build(name) {
