@@ -19,8 +19,9 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import asyncpg
 from prometheus_client import Counter, Histogram
@@ -31,7 +32,7 @@ from ..bus import Change
 from ..errors import Unavailable
 from ..maintenance import ensure_partitions
 from .fixes import Fix
-from .writer import Written, write_fixes
+from .writer import Latest, Written, write_fixes
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -52,11 +53,14 @@ _RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 
 
 class _Submission:
-    __slots__ = ("fixes", "future")
+    __slots__ = ("fixes", "future", "responders")
 
-    def __init__(self, fixes: Sequence[Fix], future: asyncio.Future[list[str]]) -> None:
+    def __init__(
+        self, fixes: Sequence[Fix], future: asyncio.Future[list[str]], responders: AbstractSet[uuid.UUID] | None
+    ) -> None:
         self.fixes = fixes
         self.future = future
+        self.responders = responders
 
 
 class IngestBatcher:
@@ -102,9 +106,11 @@ class IngestBatcher:
     def queued(self) -> int:
         return self._queued
 
-    async def submit(self, fixes: Sequence[Fix]) -> list[str]:
+    async def submit(self, fixes: Sequence[Fix], responders: AbstractSet[uuid.UUID] | None = None) -> list[str]:
         """Queue ``fixes`` (unique by responder + fix time) and wait until they are committed.
 
+        ``responders``: the responder ids of ``fixes`` when the caller knows them (a flush whose
+        submissions share no responder needs no cross-submission duplicate check).
         Returns one status per fix: ``stored`` or ``duplicate``.
         """
         if not fixes:
@@ -115,7 +121,7 @@ class IngestBatcher:
             FIXES.labels("refused").inc(len(fixes))
             raise Unavailable("ingest queue is full; retry shortly", retry_after_s=1)
         future: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Submission(fixes, future))
+        self._queue.append(_Submission(fixes, future, responders))
         self._queued += len(fixes)
         self._wakeup.set()
         # Shield: a client that disconnects must not cancel another submitter's commit.
@@ -153,11 +159,7 @@ class IngestBatcher:
         return batch
 
     async def _flush(self, batch: list[_Submission]) -> None:
-        unique: dict[tuple[uuid.UUID, datetime], Fix] = {}
-        for sub in batch:
-            for fix in sub.fixes:
-                unique.setdefault(fix.key, fix)
-        fixes = list(unique.values())
+        fixes, where = _merge(batch)
         started = time.perf_counter()
         try:
             written = await self._write(fixes)
@@ -172,21 +174,25 @@ class IngestBatcher:
             return
         FLUSH_SECONDS.observe(time.perf_counter() - started)
         FLUSH_SIZE.observe(len(fixes))
-        FIXES.labels("stored").inc(len(written.stored))
+        FIXES.labels("stored").inc(written.stored)
         # Committed: now (and only now) answer the submitters.
-        claimed: set[tuple[uuid.UUID, datetime]] = set()
+        status = [_STORED] * len(fixes)
+        for i in written.duplicates:
+            status[i] = _DUPLICATE
+        offset = 0
         for sub in batch:
-            statuses = []
-            for fix in sub.fixes:
-                key = fix.key
-                if key in written.stored and key not in claimed:
-                    claimed.add(key)
-                    statuses.append("stored")
-                else:
-                    statuses.append("duplicate")
+            n = len(sub.fixes)
+            if where is None:
+                statuses = status[offset : offset + n]
+                offset += n
+            else:
+                # A fix merged into an earlier submission's equal fix is that one's duplicate.
+                statuses = [status[i] if i >= 0 else _DUPLICATE for i in where[offset : offset + n]]
+                offset += n
             if not sub.future.done():
                 sub.future.set_result(statuses)
-        self._publish(unique, written)
+        if written.latest:
+            self.runtime.bus.publish([position_change(fixes[x.at], x) for x in written.latest])
 
     async def _write(self, fixes: list[Fix]) -> Written:
         attempts = 0
@@ -209,26 +215,54 @@ class IngestBatcher:
                 async with self.runtime.pool.acquire() as conn:
                     await ensure_partitions(conn, retention_days=db.retention_days, ahead_days=db.partitions_ahead_days)
 
-    def _publish(self, unique: dict[tuple[uuid.UUID, datetime], Fix], written: Written) -> None:
-        changes = []
-        for row in written.latest:
-            fix = unique.get((row["responder_id"], row["fix_time"]))
-            if fix is None:
-                continue
-            changes.append(position_change(fix, row))
-        if changes:
-            self.runtime.bus.publish(changes)
+
+_STORED, _DUPLICATE = "stored", "duplicate"
 
 
-def position_change(fix: Fix, row: Any) -> Change:
+def _merge(batch: list[_Submission]) -> tuple[list[Fix], list[int] | None]:
+    """The fixes of a flush, unique by responder + fix time.
+
+    Each submission is unique already; so are submissions whose responders differ (the usual
+    case: a device posts for its own responder), which are simply concatenated (``None``).
+    Otherwise also the position in the merged list of every submitted fix (-1: a repeat of an
+    earlier submission's fix).
+    """
+    if len(batch) == 1:
+        return list(batch[0].fixes), None
+    seen: set[uuid.UUID] = set()
+    total = 0
+    for sub in batch:
+        if sub.responders is None:
+            break
+        seen.update(sub.responders)
+        total += len(sub.responders)
+        if len(seen) != total:
+            break
+    else:
+        return [fix for sub in batch for fix in sub.fixes], None
+    first: dict[tuple[uuid.UUID, datetime], int] = {}
+    fixes: list[Fix] = []
+    where: list[int] = []
+    for sub in batch:
+        for fix in sub.fixes:
+            pos = first.setdefault(fix.key, len(fixes))
+            if pos == len(fixes):
+                fixes.append(fix)
+                where.append(pos)
+            else:
+                where.append(-1)
+    return fixes, where
+
+
+def position_change(fix: Fix, latest: Latest) -> Change:
     rid = str(fix.responder_id)
-    team = row["team_id"]
+    team = latest.team_id
     return Change(
         topic="positions",
         key=rid,
         data={
             "id": rid,
-            "callsign": row["callsign"],
+            "callsign": latest.callsign,
             "lon": fix.lon,
             "lat": fix.lat,
             "fix_time": fix.fix_time.isoformat().replace("+00:00", "Z"),
@@ -236,8 +270,8 @@ def position_change(fix: Fix, row: Any) -> Change:
             "speed_mps": fix.speed_mps,
             "heading_deg": fix.heading_deg,
             "battery_pct": fix.battery_pct,
-            "status": row["status"],
-            "stale": bool(row["stale"]),
+            "status": latest.status,
+            "stale": bool(latest.stale),
             "h3": cell_to_str(fix.h3),
         },
         accepted_at=fix.accepted_at,

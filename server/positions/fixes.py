@@ -12,9 +12,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import h3.api.basic_int as _h3
 import msgspec
 
-from geo.h3index import cell_for
+from geo.h3index import RES_POSITION
+
+_latlng_to_cell = _h3.latlng_to_cell
 
 MAX_BATCH = 1000
 """Most fixes in one `POST /v1/positions` body."""
@@ -49,6 +52,7 @@ class Fix:
         "fix_time",
         "h3",
         "heading_deg",
+        "key",
         "lat",
         "lon",
         "poor_accuracy",
@@ -59,7 +63,6 @@ class Fix:
 
     def __init__(
         self,
-        *,
         responder_id: uuid.UUID,
         fix_time: datetime,
         lon: float,
@@ -80,7 +83,7 @@ class Fix:
         self.fix_time = fix_time
         self.lon = lon
         self.lat = lat
-        self.h3 = cell_for(lon, lat)
+        self.h3 = _latlng_to_cell(lat, lon, RES_POSITION)
         self.accuracy_m = accuracy_m
         self.speed_mps = speed_mps
         self.heading_deg = heading_deg
@@ -92,10 +95,8 @@ class Fix:
         self.poor_accuracy = poor_accuracy
         self.attributes = attributes
         self.accepted_at = time.time() if accepted_at is None else accepted_at
-
-    @property
-    def key(self) -> tuple[uuid.UUID, datetime]:
-        return (self.responder_id, self.fix_time)
+        self.key: tuple[uuid.UUID, datetime] = (responder_id, fix_time)
+        """Responder + fix time: what makes two fixes the same fix."""
 
 
 class FixIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -164,6 +165,92 @@ def check_point(lon: float, lat: float) -> None:
         raise Rejected("null_island", "(0, 0) is not a real fix")
 
 
+class FixChecker:
+    """The checks of :func:`build_fix` for many fixes received at the same ``now``.
+
+    The time window (future limit, retention horizon) is computed once, and each check is a plain
+    comparison; only a value that fails one takes the slow path that names the reason.
+    """
+
+    __slots__ = ("accepted_at", "future_limit", "horizon", "limits", "poor_accuracy_m")
+
+    def __init__(self, limits: Limits, now: datetime | None = None) -> None:
+        now = now or datetime.now(UTC)
+        self.limits = limits
+        self.future_limit = now + timedelta(seconds=limits.max_future_s)
+        self.horizon = limits.horizon(now)
+        self.poor_accuracy_m = limits.poor_accuracy_m
+        self.accepted_at = time.time()
+
+    def build(
+        self,
+        responder_id: uuid.UUID,
+        fix_time: datetime | float,
+        lon: float,
+        lat: float,
+        accuracy_m: float | None = None,
+        speed_mps: float | None = None,
+        heading_deg: float | None = None,
+        altitude_m: float | None = None,
+        battery_pct: float | None = None,
+        source: str = "api",
+        device_id: uuid.UUID | None = None,
+        client_id: str | None = None,
+        attributes: dict[str, Any] | None = None,
+    ) -> Fix:
+        """Validate one fix; raises :class:`Rejected`."""
+        # NaN fails every comparison, so it takes the slow path too (which names it).
+        if not (-180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0) or (lon == 0.0 and lat == 0.0):
+            check_point(lon, lat)
+        if type(fix_time) is datetime and fix_time.tzinfo is UTC:
+            when = fix_time
+        else:
+            when = to_utc(fix_time)
+        if when > self.future_limit:
+            limits = self.limits
+            raise Rejected("future_fix_time", f"fix_time is more than {limits.max_future_s:g} s in the future")
+        if when < self.horizon:
+            raise Rejected("too_old", f"fix_time is older than the {self.limits.retention_days}-day retention")
+        if client_id is not None and len(client_id) > 128:
+            raise Rejected("invalid_client_id", "client_id longer than 128 characters")
+        if len(source) > 32:
+            raise Rejected("invalid_source", "source longer than 32 characters")
+        if accuracy_m is not None and not 0.0 <= accuracy_m <= 100_000.0:
+            check_number("accuracy_m", accuracy_m)
+        if speed_mps is not None and not 0.0 <= speed_mps <= 350.0:
+            check_number("speed_mps", speed_mps)
+        if heading_deg is not None:
+            if heading_deg == 360.0:
+                heading_deg = 0.0
+            elif not 0.0 <= heading_deg <= 360.0:
+                check_number("heading_deg", heading_deg)
+        if altitude_m is not None and not -1_000.0 <= altitude_m <= 50_000.0:
+            check_number("altitude_m", altitude_m)
+        if battery_pct is not None and not 0.0 <= battery_pct <= 100.0:
+            check_number("battery_pct", battery_pct)
+        return Fix(
+            responder_id,
+            when,
+            float(lon),
+            float(lat),
+            _float(accuracy_m),
+            _float(speed_mps),
+            _float(heading_deg),
+            _float(altitude_m),
+            _float(battery_pct),
+            source,
+            device_id,
+            client_id,
+            accuracy_m is not None and accuracy_m > self.poor_accuracy_m,
+            attributes,
+            self.accepted_at,
+        )
+
+
+def _float(value: float | None) -> float | None:
+    return value if value is None or type(value) is float else float(value)
+
+
 def build_fix(
     limits: Limits,
     *,
@@ -182,36 +269,21 @@ def build_fix(
     client_id: str | None = None,
     attributes: dict[str, Any] | None = None,
 ) -> Fix:
-    """Validate one fix; raises :class:`Rejected`."""
-    now = now or datetime.now(UTC)
-    check_point(lon, lat)
-    when = to_utc(fix_time)
-    if when > now + timedelta(seconds=limits.max_future_s):
-        raise Rejected("future_fix_time", f"fix_time is more than {limits.max_future_s:g} s in the future")
-    if when < limits.horizon(now):
-        raise Rejected("too_old", f"fix_time is older than the {limits.retention_days}-day retention")
-    if client_id is not None and len(client_id) > 128:
-        raise Rejected("invalid_client_id", "client_id longer than 128 characters")
-    if len(source) > 32:
-        raise Rejected("invalid_source", "source longer than 32 characters")
-    if heading_deg is not None and heading_deg == 360.0:
-        heading_deg = 0.0
-    accuracy = check_number("accuracy_m", accuracy_m)
-    return Fix(
-        responder_id=responder_id,
-        fix_time=when,
-        lon=float(lon),
-        lat=float(lat),
-        accuracy_m=accuracy,
-        speed_mps=check_number("speed_mps", speed_mps),
-        heading_deg=check_number("heading_deg", heading_deg),
-        altitude_m=check_number("altitude_m", altitude_m),
-        battery_pct=check_number("battery_pct", battery_pct),
-        source=source,
-        device_id=device_id,
-        client_id=client_id,
-        poor_accuracy=accuracy is not None and accuracy > limits.poor_accuracy_m,
-        attributes=attributes,
+    """Validate one fix; raises :class:`Rejected`. (Many at once: :class:`FixChecker`.)"""
+    return FixChecker(limits, now).build(
+        responder_id,
+        fix_time,
+        lon,
+        lat,
+        accuracy_m,
+        speed_mps,
+        heading_deg,
+        altitude_m,
+        battery_pct,
+        source,
+        device_id,
+        client_id,
+        attributes,
     )
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -20,7 +19,7 @@ from ..permissions import allowed
 from ..security import Principal
 from .batcher import IngestBatcher
 from .directory import ResponderDirectory
-from .fixes import MAX_BATCH, Fix, FixIn, Limits, Rejected, build_fix, flags_of
+from .fixes import MAX_BATCH, Fix, FixChecker, FixIn, Limits, Rejected
 from .osmand import OsmandFix
 
 if TYPE_CHECKING:
@@ -48,7 +47,9 @@ class BatchResult(msgspec.Struct, kw_only=True):
 
 
 _item_decoder = msgspec.json.Decoder(FixIn)
+_fix_list = msgspec.json.Decoder(list[FixIn])
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
+_POOR_ACCURACY = ["poor_accuracy"]
 _directory = ResponderDirectory()
 
 
@@ -97,11 +98,14 @@ def _responder_for(caller: Caller, requested: uuid.UUID | None) -> uuid.UUID:
     return requested
 
 
-def decode_items(body: bytes) -> list[msgspec.Raw]:
+def decode_items(body: bytes) -> list[FixIn] | list[msgspec.Raw]:
+    """The batch's items: decoded in one pass when every item is valid, else one raw item each
+    (so an invalid item is rejected alone, with its reason, and the rest still goes in)."""
+    items: list[FixIn] | list[msgspec.Raw]
     try:
-        items = _raw_list.decode(body)
-    except msgspec.ValidationError as exc:
-        raise InvalidInput("expected a JSON array of fixes", errors=[{"field": "body", "message": str(exc)}]) from exc
+        items = _fix_list.decode(body)
+    except msgspec.ValidationError:
+        items = _raw_items(body)
     except msgspec.DecodeError as exc:
         raise InvalidInput("malformed JSON", errors=[{"field": "body", "message": str(exc)}]) from exc
     if len(items) > MAX_BATCH:
@@ -112,34 +116,44 @@ def decode_items(body: bytes) -> list[msgspec.Raw]:
     return items
 
 
+def _raw_items(body: bytes) -> list[msgspec.Raw]:
+    try:
+        return _raw_list.decode(body)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput("expected a JSON array of fixes", errors=[{"field": "body", "message": str(exc)}]) from exc
+    except msgspec.DecodeError as exc:
+        raise InvalidInput("malformed JSON", errors=[{"field": "body", "message": str(exc)}]) from exc
+
+
 async def ingest_items(
-    runtime: Runtime, caller: Caller, items: Sequence[msgspec.Raw | FixIn], *, source: str = "api"
+    runtime: Runtime, caller: Caller, items: Sequence[msgspec.Raw | bytes | FixIn], *, source: str = "api"
 ) -> BatchResult:
-    limits = limits_of(runtime)
-    now = datetime.now(UTC)
+    check = FixChecker(limits_of(runtime)).build
     device_id = caller.device.device_id if caller.device else None
+    own = caller.device.responder_id if caller.device else None
     rejected: list[RejectedItem] = []
     valid: list[tuple[int, Fix]] = []
     for index, raw in enumerate(items):
         client_id = None
         try:
-            item = raw if isinstance(raw, FixIn) else _item_decoder.decode(raw)
+            item = raw if type(raw) is FixIn else _item_decoder.decode(raw)  # type: ignore[arg-type]
             client_id = item.client_id
-            fix = build_fix(
-                limits,
-                responder_id=_responder_for(caller, item.responder_id),
-                fix_time=item.fix_time,
-                lon=item.lon,
-                lat=item.lat,
-                now=now,
-                accuracy_m=item.accuracy_m,
-                speed_mps=item.speed_mps,
-                heading_deg=item.heading_deg,
-                altitude_m=item.altitude_m,
-                battery_pct=item.battery_pct,
-                source=item.source or source,
-                device_id=device_id,
-                client_id=client_id,
+            requested = item.responder_id
+            fix = check(
+                own
+                if own is not None and (requested is None or requested == own)
+                else _responder_for(caller, requested),
+                item.fix_time,
+                item.lon,
+                item.lat,
+                item.accuracy_m,
+                item.speed_mps,
+                item.heading_deg,
+                item.altitude_m,
+                item.battery_pct,
+                item.source or source,
+                device_id,
+                client_id,
             )
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             rejected.append(RejectedItem(index=index, reason="invalid_item", detail=str(exc)))
@@ -153,27 +167,25 @@ async def ingest_items(
 
 
 async def ingest_osmand(runtime: Runtime, device: DeviceIdentity, fixes: Sequence[OsmandFix]) -> BatchResult:
-    limits = limits_of(runtime)
-    now = datetime.now(UTC)
+    check = FixChecker(limits_of(runtime)).build
     rejected: list[RejectedItem] = []
     valid: list[tuple[int, Fix]] = []
     for index, item in enumerate(fixes):
         try:
-            fix = build_fix(
-                limits,
-                responder_id=device.responder_id,
-                fix_time=item.fix_time,
-                lon=item.lon,
-                lat=item.lat,
-                now=now,
-                accuracy_m=item.accuracy_m,
-                speed_mps=item.speed_mps,
-                heading_deg=item.heading_deg,
-                altitude_m=item.altitude_m,
-                battery_pct=item.battery_pct,
-                source="osmand",
-                device_id=device.device_id,
-                attributes=item.attributes or None,
+            fix = check(
+                device.responder_id,
+                item.fix_time,
+                item.lon,
+                item.lat,
+                item.accuracy_m,
+                item.speed_mps,
+                item.heading_deg,
+                item.altitude_m,
+                item.battery_pct,
+                "osmand",
+                device.device_id,
+                None,
+                item.attributes or None,
             )
         except Rejected as exc:
             rejected.append(RejectedItem(index=index, reason=exc.reason, detail=exc.detail))
@@ -196,7 +208,7 @@ async def _commit(
         teams = await _directory.teams(runtime.pool, ids) if valid else {}
     unique: list[Fix] = []
     first: dict[Any, int] = {}  # key -> position in `unique`
-    slots: list[tuple[int, Fix, int, bool]] = []  # (index, fix, unique position, repeat in batch)
+    slots: list[tuple[int, Fix, int]] = []  # (index, fix, unique position or -1 for a repeat in the batch)
     for index, fix in valid:
         if fix.responder_id not in teams:
             rejected.append(
@@ -205,27 +217,30 @@ async def _commit(
                 )
             )
             continue
-        pos = first.get(fix.key)
-        if pos is None and fix.client_id is not None:
-            pos = first.get(("client", fix.responder_id, fix.client_id))
+        key = fix.key
+        pos = first.get(key)
+        client_id = fix.client_id
+        if pos is None and client_id is not None:
+            pos = first.get(("client", fix.responder_id, client_id))
         if pos is not None:
-            slots.append((index, fix, pos, True))
+            slots.append((index, fix, -1))
             continue
         pos = len(unique)
         unique.append(fix)
-        first[fix.key] = pos
-        if fix.client_id is not None:
-            first[("client", fix.responder_id, fix.client_id)] = pos
-        slots.append((index, fix, pos, False))
-    statuses = await batcher_of(runtime).submit(unique) if unique else []
+        first[key] = pos
+        if client_id is not None:
+            first[("client", fix.responder_id, client_id)] = pos
+        slots.append((index, fix, pos))
+    statuses = await batcher_of(runtime).submit(unique, ids & teams.keys()) if unique else []
     accepted = [
         AcceptedItem(
             index=index,
-            status="duplicate" if repeat else statuses[pos],
-            flags=flags_of(fix),
+            status="duplicate" if pos < 0 else statuses[pos],
+            flags=_POOR_ACCURACY.copy() if fix.poor_accuracy else [],
             client_id=fix.client_id,
         )
-        for index, fix, pos, repeat in slots
+        for index, fix, pos in slots
     ]
-    rejected.sort(key=lambda r: r.index)
+    if rejected:
+        rejected.sort(key=lambda r: r.index)
     return BatchResult(accepted=accepted, rejected=rejected)

@@ -4,6 +4,10 @@
 a duplicate); ``latest_positions`` takes the newest *new* fix per responder, and only where it is
 newer than what is there, so a late fix goes to history and never moves a responder back.
 Rows are sorted by responder so concurrent flushes lock latest rows in the same order.
+
+The answer is one row of arrays, in positions of the input (its ordinality), never one row per fix:
+how many were stored, which were duplicates (only computed when some were), and which became a
+responder's live position (with what the stream change needs: stale, callsign, team, status).
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from operator import attrgetter
+from typing import NamedTuple
 
 import asyncpg
 import msgspec
@@ -26,8 +31,8 @@ WITH input AS (
         $1::uuid[], $2::timestamptz[], $3::float8[], $4::float8[], $5::int8[], $6::float8[],
         $7::float8[], $8::float8[], $9::float8[], $10::float8[], $11::text[], $12::uuid[],
         $13::text[], $14::bool[], $15::text[]
-    ) AS u(responder_id, fix_time, lon, lat, h3, accuracy_m, speed_mps, heading_deg, altitude_m,
-           battery_pct, source, device_id, client_id, poor_accuracy, attributes)
+    ) WITH ORDINALITY AS u(responder_id, fix_time, lon, lat, h3, accuracy_m, speed_mps, heading_deg,
+           altitude_m, battery_pct, source, device_id, client_id, poor_accuracy, attributes, ord)
     ORDER BY responder_id, fix_time
 ),
 ins AS (
@@ -61,44 +66,83 @@ up AS (
         source = excluded.source, stale = excluded.stale
     WHERE excluded.fix_time > latest_positions.fix_time
     RETURNING responder_id, fix_time, stale
-)
-SELECT ins.responder_id, ins.fix_time, up.responder_id IS NOT NULL AS is_latest,
-       coalesce(up.stale, false) AS stale, r.callsign, r.team_id, r.status
-FROM ins
-LEFT JOIN up ON up.responder_id = ins.responder_id AND up.fix_time = ins.fix_time
-LEFT JOIN responders r ON r.id = up.responder_id
+),
+stored AS (SELECT count(*) AS n FROM ins)
+SELECT stored.n AS stored,
+       CASE WHEN stored.n < cardinality($1::uuid[]) THEN ARRAY(
+           SELECT i.ord FROM input i WHERE NOT EXISTS (
+               SELECT 1 FROM ins WHERE ins.responder_id = i.responder_id AND ins.fix_time = i.fix_time)
+       ) END AS duplicates,
+       l.*
+FROM stored, (
+    SELECT array_agg(i.ord) AS latest, array_agg(up.stale) AS stale, array_agg(r.callsign) AS callsign,
+           array_agg(r.team_id) AS team_id, array_agg(r.status) AS status
+    FROM up
+    JOIN input i ON i.responder_id = up.responder_id AND i.fix_time = up.fix_time
+    JOIN responders r ON r.id = up.responder_id
+) l
 """
+
+
+class Latest(NamedTuple):
+    """A fix that became its responder's live position, with what its stream change needs."""
+
+    at: int
+    """Position of the fix in the list written."""
+    stale: bool
+    callsign: str | None
+    team_id: uuid.UUID | None
+    status: str | None
 
 
 @dataclass(slots=True)
 class Written:
-    stored: set[tuple[uuid.UUID, datetime]]
-    latest: list[asyncpg.Record]
-    """Rows that became a responder's live position (with callsign, team_id, status, stale)."""
+    stored: int
+    """How many of the fixes were new (the rest were duplicates of stored ones)."""
+    duplicates: list[int]
+    """Positions (in the list written) of the fixes that were already stored."""
+    latest: list[Latest]
+
+
+_columns = [
+    attrgetter(name)
+    for name in (
+        "responder_id",
+        "fix_time",
+        "lon",
+        "lat",
+        "h3",
+        "accuracy_m",
+        "speed_mps",
+        "heading_deg",
+        "altitude_m",
+        "battery_pct",
+        "source",
+        "device_id",
+        "client_id",
+        "poor_accuracy",
+    )
+]
 
 
 def columns(fixes: Sequence[Fix]) -> list[list[object]]:
-    return [
-        [f.responder_id for f in fixes],
-        [f.fix_time for f in fixes],
-        [f.lon for f in fixes],
-        [f.lat for f in fixes],
-        [f.h3 for f in fixes],
-        [f.accuracy_m for f in fixes],
-        [f.speed_mps for f in fixes],
-        [f.heading_deg for f in fixes],
-        [f.altitude_m for f in fixes],
-        [f.battery_pct for f in fixes],
-        [f.source for f in fixes],
-        [f.device_id for f in fixes],
-        [f.client_id for f in fixes],
-        [f.poor_accuracy for f in fixes],
-        [None if f.attributes is None else _encode(f.attributes).decode() for f in fixes],
-    ]
+    """The statement's unnest arrays (one list per column), in the order of ``fixes``."""
+    cols: list[list[object]] = [list(map(get, fixes)) for get in _columns]
+    cols.append([None if f.attributes is None else _encode(f.attributes).decode() for f in fixes])
+    return cols
 
 
 async def write_fixes(conn: asyncpg.Connection, fixes: Sequence[Fix], stale_after_s: float) -> Written:
     """Insert ``fixes`` (unique by responder + fix time): one statement, so one transaction."""
-    rows = await conn.fetch(WRITE_SQL, *columns(fixes), float(stale_after_s))
-    stored = {(r["responder_id"], r["fix_time"]) for r in rows}
-    return Written(stored, [r for r in rows if r["is_latest"]])
+    row = await conn.fetchrow(WRITE_SQL, *columns(fixes), float(stale_after_s))
+    assert row is not None
+    duplicates = [i - 1 for i in row["duplicates"]] if row["duplicates"] is not None else []
+    latest = []
+    if row["latest"] is not None:
+        latest = [
+            Latest(i - 1, stale, callsign, team, status)
+            for i, stale, callsign, team, status in zip(
+                row["latest"], row["stale"], row["callsign"], row["team_id"], row["status"], strict=True
+            )
+        ]
+    return Written(row["stored"], duplicates, latest)
