@@ -5,6 +5,10 @@ a duplicate); ``latest_positions`` takes the newest *new* fix per responder, and
 newer than what is there, so a late fix goes to history and never moves a responder back.
 Rows are sorted by responder so concurrent flushes lock latest rows in the same order.
 
+Parameters are cheap to encode: the fix time travels as unix microseconds (int8, exact), and a
+column with no value in any fix (often heading, altitude, client id, attributes) as a NULL array,
+which ``unnest`` pads with NULLs, so its elements are never encoded one by one.
+
 The answer is one row of arrays, in positions of the input (its ordinality), never one row per fix:
 how many were stored, which were duplicates (only computed when some were), and which became a
 responder's live position (with what the stream change needs: stale, callsign, team, status).
@@ -15,6 +19,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from typing import NamedTuple
 
@@ -27,11 +32,14 @@ _encode = msgspec.json.Encoder().encode
 
 WRITE_SQL = """
 WITH input AS (
-    SELECT * FROM unnest(
-        $1::uuid[], $2::timestamptz[], $3::float8[], $4::float8[], $5::int8[], $6::float8[],
+    SELECT responder_id, 'epoch'::timestamptz + fix_us * interval '1 microsecond' AS fix_time, lon, lat,
+           h3, accuracy_m, speed_mps, heading_deg, altitude_m, battery_pct, source, device_id, client_id,
+           coalesce(poor_accuracy, false) AS poor_accuracy, attributes, ord
+    FROM unnest(
+        $1::uuid[], $2::int8[], $3::float8[], $4::float8[], $5::int8[], $6::float8[],
         $7::float8[], $8::float8[], $9::float8[], $10::float8[], $11::text[], $12::uuid[],
         $13::text[], $14::bool[], $15::text[]
-    ) WITH ORDINALITY AS u(responder_id, fix_time, lon, lat, h3, accuracy_m, speed_mps, heading_deg,
+    ) WITH ORDINALITY AS u(responder_id, fix_us, lon, lat, h3, accuracy_m, speed_mps, heading_deg,
            altitude_m, battery_pct, source, device_id, client_id, poor_accuracy, attributes, ord)
     ORDER BY responder_id, fix_time
 ),
@@ -126,15 +134,45 @@ _columns = [
 
 
 def columns(fixes: Sequence[Fix]) -> list[list[object]]:
-    """The statement's unnest arrays (one list per column), in the order of ``fixes``."""
+    """One list per column, in the order of ``fixes`` (fix times as datetimes; bench/ingest's raw insert)."""
     cols: list[list[object]] = [list(map(get, fixes)) for get in _columns]
     cols.append([None if f.attributes is None else _encode(f.attributes).decode() for f in fixes])
     return cols
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+_fix_time = attrgetter("fix_time")
+
+
+def _or_null(values: list[object]) -> list[object] | None:
+    return values if any(v is not None for v in values) else None
+
+
+def write_columns(fixes: Sequence[Fix]) -> list[list[object] | None]:
+    """:data:`WRITE_SQL`'s arrays: fix times in unix microseconds, NULL for columns without a value."""
+    epoch, us = _EPOCH, _US
+    cols: list[list[object] | None] = [list(map(get, fixes)) for get in _columns]
+    cols[1] = [(t - epoch) // us for t in map(_fix_time, fixes)]
+    for i in _OPTIONAL:
+        cols[i] = _or_null(cols[i])  # type: ignore[arg-type]
+    if not any(cols[13]):  # type: ignore[arg-type]
+        cols[13] = None  # no poor accuracy flag: the statement defaults to false
+    cols.append(
+        [None if f.attributes is None else _encode(f.attributes).decode() for f in fixes]
+        if any(f.attributes is not None for f in fixes)
+        else None
+    )
+    return cols
+
+
+_OPTIONAL = (5, 6, 7, 8, 9, 11, 12)
+"""Columns that may be NULL: accuracy, speed, heading, altitude, battery, device id, client id."""
+
+
 async def write_fixes(conn: asyncpg.Connection, fixes: Sequence[Fix], stale_after_s: float) -> Written:
     """Insert ``fixes`` (unique by responder + fix time): one statement, so one transaction."""
-    row = await conn.fetchrow(WRITE_SQL, *columns(fixes), float(stale_after_s))
+    row = await conn.fetchrow(WRITE_SQL, *write_columns(fixes), float(stale_after_s))
     assert row is not None
     duplicates = [i - 1 for i in row["duplicates"]] if row["duplicates"] is not None else []
     latest = []
