@@ -7,7 +7,8 @@ Rows are sorted by responder so concurrent flushes lock latest rows in the same 
 
 Parameters are cheap to encode: the fix time travels as unix microseconds (int8, exact), and a
 column with no value in any fix (often heading, altitude, client id, attributes) as a NULL array,
-which ``unnest`` pads with NULLs, so its elements are never encoded one by one.
+which ``unnest`` pads with NULLs, so its elements are never encoded one by one; so are the source and
+the device when every fix shares them (their one value is a parameter of its own).
 
 The answer is one row of arrays, in positions of the input (its ordinality), never one row per fix:
 how many were stored, which were duplicates (only computed when some were), and which became a
@@ -33,7 +34,8 @@ _encode = msgspec.json.Encoder().encode
 WRITE_SQL = """
 WITH input AS (
     SELECT responder_id, 'epoch'::timestamptz + fix_us * interval '1 microsecond' AS fix_time, lon, lat,
-           h3, accuracy_m, speed_mps, heading_deg, altitude_m, battery_pct, source, device_id, client_id,
+           h3, accuracy_m, speed_mps, heading_deg, altitude_m, battery_pct,
+           coalesce(source, $17::text) AS source, coalesce(device_id, $18::uuid) AS device_id, client_id,
            coalesce(poor_accuracy, false) AS poor_accuracy, attributes, ord
     FROM unnest(
         $1::uuid[], $2::int8[], $3::float8[], $4::float8[], $5::int8[], $6::float8[],
@@ -149,8 +151,12 @@ def _or_null(values: list[object]) -> list[object] | None:
     return values if any(v is not None for v in values) else None
 
 
-def write_columns(fixes: Sequence[Fix]) -> list[list[object] | None]:
-    """:data:`WRITE_SQL`'s arrays: fix times in unix microseconds, NULL for columns without a value."""
+def write_columns(fixes: Sequence[Fix]) -> list[object]:
+    """:data:`WRITE_SQL`'s arrays ($1-$15, then $17 and $18: the shared source and device, if any).
+
+    Fix times in unix microseconds; NULL for a column without a value, and for the source and
+    device columns when one value is shared by every fix.
+    """
     epoch, us = _EPOCH, _US
     cols: list[list[object] | None] = [list(map(get, fixes)) for get in _columns]
     cols[1] = [(t - epoch) // us for t in map(_fix_time, fixes)]
@@ -163,16 +169,27 @@ def write_columns(fixes: Sequence[Fix]) -> list[list[object] | None]:
         if any(f.attributes is not None for f in fixes)
         else None
     )
-    return cols
+    shared: list[object] = []
+    for i in (10, 11):  # source, device_id
+        values = cols[i]
+        assert values is not None
+        first = values[0]
+        if values.count(first) == len(values):
+            cols[i] = None
+            shared.append(first)
+        else:
+            shared.append(None)
+    return [*cols, *shared]
 
 
-_OPTIONAL = (5, 6, 7, 8, 9, 11, 12)
-"""Columns that may be NULL: accuracy, speed, heading, altitude, battery, device id, client id."""
+_OPTIONAL = (5, 6, 7, 8, 9, 12)
+"""Columns that may be NULL: accuracy, speed, heading, altitude, battery, client id."""
 
 
 async def write_fixes(conn: asyncpg.Connection, fixes: Sequence[Fix], stale_after_s: float) -> Written:
     """Insert ``fixes`` (unique by responder + fix time): one statement, so one transaction."""
-    row = await conn.fetchrow(WRITE_SQL, *write_columns(fixes), float(stale_after_s))
+    *cols, source, device_id = write_columns(fixes)
+    row = await conn.fetchrow(WRITE_SQL, *cols, float(stale_after_s), source, device_id)
     assert row is not None
     duplicates = [i - 1 for i in row["duplicates"]] if row["duplicates"] is not None else []
     latest = []
