@@ -94,3 +94,30 @@ def test_a_flush_merges_submissions_to_unique_fixes() -> None:
     for responders in ({a}, None):
         fixes, where = _merge([_Submission(fa, never, {a}), _Submission(repeat, never, responders)])
         assert fixes == [*fa, repeat[1]] and where == [0, 1, -1, 2]
+
+
+async def test_device_tokens_missing_together_resolve_in_one_lookup_each_to_its_own_device(database: Database) -> None:
+    import asyncpg
+    import pytest
+
+    from server.devices.auth import DeviceAuthenticator
+    from server.errors import Unauthorized
+
+    devices = database.devices[:12]
+    pool = await asyncpg.create_pool(database.url, min_size=1, max_size=2)
+    try:
+        auth = DeviceAuthenticator()
+        results = await asyncio.gather(
+            *(auth.resolve(pool, d["token"]) for d in devices),
+            auth.resolve(pool, "dev_not-a-token"),
+            return_exceptions=True,
+        )
+        assert [str(r.responder_id) for r in results[:-1]] == [d["responder_id"] for d in devices]  # type: ignore[union-attr]
+        assert [r.unique_id for r in results[:-1]] == [d["unique_id"] for d in devices]  # type: ignore[union-attr]
+        assert isinstance(results[-1], Unauthorized)
+        assert len(auth._cache) == len(devices) + 1  # the unknown token is remembered as unknown too
+        with pytest.raises(Unauthorized):
+            await auth.resolve(pool, "dev_not-a-token")
+        assert (await auth.resolve(pool, devices[0]["token"])).unique_id == devices[0]["unique_id"]
+    finally:
+        await pool.close()
