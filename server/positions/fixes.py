@@ -38,68 +38,46 @@ class Rejected(Exception):
         self.detail = detail or reason
 
 
-class Fix:
-    """One validated fix, ready for the group commit."""
+class Fix(msgspec.Struct, gc=False):
+    """One validated fix, ready for the group commit.
 
-    __slots__ = (
-        "accepted_at",
-        "accuracy_m",
-        "altitude_m",
-        "attributes",
-        "battery_pct",
-        "client_id",
-        "device_id",
-        "fix_time",
-        "h3",
-        "heading_deg",
-        "key",
-        "lat",
-        "lon",
-        "poor_accuracy",
-        "responder_id",
-        "source",
-        "speed_mps",
-    )
+    Not tracked by the cyclic garbage collector (``gc=False``: it holds no container that could
+    lead back to it): a busy worker holds thousands of fixes while their commit is under way, and
+    tracked ones would be traversed again by every collection until they are freed.
+    """
 
-    def __init__(
-        self,
-        responder_id: uuid.UUID,
-        fix_time: datetime,
-        lon: float,
-        lat: float,
-        accuracy_m: float | None = None,
-        speed_mps: float | None = None,
-        heading_deg: float | None = None,
-        altitude_m: float | None = None,
-        battery_pct: float | None = None,
-        source: str = "api",
-        device_id: uuid.UUID | None = None,
-        client_id: str | None = None,
-        poor_accuracy: bool = False,
-        attributes: dict[str, Any] | None = None,
-        accepted_at: float | None = None,
-    ) -> None:
-        self.responder_id = responder_id
-        self.fix_time = fix_time
-        self.lon = lon
-        self.lat = lat
-        self.h3 = _latlng_to_cell(lat, lon, RES_POSITION)
-        self.accuracy_m = accuracy_m
-        self.speed_mps = speed_mps
-        self.heading_deg = heading_deg
-        self.altitude_m = altitude_m
-        self.battery_pct = battery_pct
-        self.source = source
-        self.device_id = device_id
-        self.client_id = client_id
-        self.poor_accuracy = poor_accuracy
-        self.attributes = attributes
-        self.accepted_at = time.time() if accepted_at is None else accepted_at
-        self.key: tuple[uuid.UUID, datetime] = (responder_id, fix_time)
+    responder_id: uuid.UUID
+    fix_time: datetime
+    lon: float
+    lat: float
+    accuracy_m: float | None = None
+    speed_mps: float | None = None
+    heading_deg: float | None = None
+    altitude_m: float | None = None
+    battery_pct: float | None = None
+    source: str = "api"
+    device_id: uuid.UUID | None = None
+    client_id: str | None = None
+    poor_accuracy: bool = False
+    attributes: dict[str, Any] | None = None
+    accepted_at: float = 0.0
+    """Server time (unix seconds) the fix was accepted; 0: now."""
+    h3: int = -1
+    """The fix's H3 cell (res 9); -1: computed from lon, lat."""
+
+    def __post_init__(self) -> None:
+        if self.h3 < 0:
+            self.h3 = _latlng_to_cell(self.lat, self.lon, RES_POSITION)
+        if not self.accepted_at:
+            self.accepted_at = time.time()
+
+    @property
+    def key(self) -> tuple[uuid.UUID, datetime]:
         """Responder + fix time: what makes two fixes the same fix."""
+        return (self.responder_id, self.fix_time)
 
 
-class FixIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class FixIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, gc=False):
     """One item of a `POST /v1/positions` body (and of a WebSocket `fix` message)."""
 
     fix_time: datetime | float
@@ -244,6 +222,7 @@ class FixChecker:
             accuracy_m is not None and accuracy_m > self.poor_accuracy_m,
             attributes,
             self.accepted_at,
+            _latlng_to_cell(lat, lon, RES_POSITION),
         )
 
 
@@ -285,7 +264,3 @@ def build_fix(
         client_id,
         attributes,
     )
-
-
-def flags_of(fix: Fix) -> list[str]:
-    return ["poor_accuracy"] if fix.poor_accuracy else []

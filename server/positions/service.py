@@ -26,22 +26,23 @@ if TYPE_CHECKING:
     from ..runtime import Runtime
 
 
-class AcceptedItem(msgspec.Struct, kw_only=True):
+# The answer's structs hold no cycles: not tracked by the cyclic GC (see fixes.Fix).
+class AcceptedItem(msgspec.Struct, kw_only=True, gc=False):
     index: int
     status: str
     """``stored`` or ``duplicate``."""
-    flags: list[str] = msgspec.field(default_factory=list)
+    flags: tuple[str, ...] = ()
     client_id: str | None = None
 
 
-class RejectedItem(msgspec.Struct, kw_only=True):
+class RejectedItem(msgspec.Struct, kw_only=True, gc=False):
     index: int
     reason: str
     detail: str = ""
     client_id: str | None = None
 
 
-class BatchResult(msgspec.Struct, kw_only=True):
+class BatchResult(msgspec.Struct, kw_only=True, gc=False):
     accepted: list[AcceptedItem]
     rejected: list[RejectedItem]
 
@@ -49,7 +50,7 @@ class BatchResult(msgspec.Struct, kw_only=True):
 _item_decoder = msgspec.json.Decoder(FixIn)
 _fix_list = msgspec.json.Decoder(list[FixIn])
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
-_POOR_ACCURACY = ["poor_accuracy"]
+_POOR_ACCURACY = ("poor_accuracy",)
 _directory = ResponderDirectory()
 
 
@@ -132,7 +133,8 @@ async def ingest_items(
     device_id = caller.device.device_id if caller.device else None
     own = caller.device.responder_id if caller.device else None
     rejected: list[RejectedItem] = []
-    valid: list[tuple[int, Fix]] = []
+    indices: list[int] = []
+    valid: list[Fix] = []
     for index, raw in enumerate(items):
         client_id = None
         try:
@@ -161,15 +163,17 @@ async def ingest_items(
         except Rejected as exc:
             rejected.append(RejectedItem(index=index, reason=exc.reason, detail=exc.detail, client_id=client_id))
             continue
-        valid.append((index, fix))
+        indices.append(index)
+        valid.append(fix)
     known = {caller.device.responder_id: caller.device.team_id} if caller.device else None
-    return await _commit(runtime, valid, rejected, known=known)
+    return await _commit(runtime, indices, valid, rejected, known=known)
 
 
 async def ingest_osmand(runtime: Runtime, device: DeviceIdentity, fixes: Sequence[OsmandFix]) -> BatchResult:
     check = FixChecker(limits_of(runtime)).build
     rejected: list[RejectedItem] = []
-    valid: list[tuple[int, Fix]] = []
+    indices: list[int] = []
+    valid: list[Fix] = []
     for index, item in enumerate(fixes):
         try:
             fix = check(
@@ -190,32 +194,31 @@ async def ingest_osmand(runtime: Runtime, device: DeviceIdentity, fixes: Sequenc
         except Rejected as exc:
             rejected.append(RejectedItem(index=index, reason=exc.reason, detail=exc.detail))
             continue
-        valid.append((index, fix))
+        indices.append(index)
+        valid.append(fix)
     # The device's identity already names its responder (and team): no directory lookup.
-    return await _commit(runtime, valid, rejected, known={device.responder_id: device.team_id})
+    return await _commit(runtime, indices, valid, rejected, known={device.responder_id: device.team_id})
 
 
 async def _commit(
     runtime: Runtime,
-    valid: list[tuple[int, Fix]],
+    indices: list[int],
+    valid: list[Fix],
     rejected: list[RejectedItem],
     known: dict[uuid.UUID, uuid.UUID | None] | None = None,
 ) -> BatchResult:
-    ids = {f.responder_id for _, f in valid}
+    """Store ``valid`` (the items at ``indices`` of the request) once each; answer per item."""
+    ids = {f.responder_id for f in valid}
     if known is not None and ids <= known.keys():
         teams = known
     else:
         teams = await _directory.teams(runtime.pool, ids) if valid else {}
     unique: list[Fix] = []
     first: dict[Any, int] = {}  # key -> position in `unique`
-    slots: list[tuple[int, Fix, int]] = []  # (index, fix, unique position or -1 for a repeat in the batch)
-    for index, fix in valid:
+    slots: list[int] = []  # per valid fix: its position in `unique`, -1 for a repeat, -2 for unknown
+    for fix in valid:
         if fix.responder_id not in teams:
-            rejected.append(
-                RejectedItem(
-                    index=index, reason="unknown_responder", detail="no such responder", client_id=fix.client_id
-                )
-            )
+            slots.append(-2)
             continue
         key = fix.key
         pos = first.get(key)
@@ -223,24 +226,32 @@ async def _commit(
         if pos is None and client_id is not None:
             pos = first.get(("client", fix.responder_id, client_id))
         if pos is not None:
-            slots.append((index, fix, -1))
+            slots.append(-1)
             continue
         pos = len(unique)
         unique.append(fix)
         first[key] = pos
         if client_id is not None:
             first[("client", fix.responder_id, client_id)] = pos
-        slots.append((index, fix, pos))
+        slots.append(pos)
     statuses = await batcher_of(runtime).submit(unique, ids & teams.keys()) if unique else []
-    accepted = [
-        AcceptedItem(
-            index=index,
-            status="duplicate" if pos < 0 else statuses[pos],
-            flags=_POOR_ACCURACY.copy() if fix.poor_accuracy else [],
-            client_id=fix.client_id,
+    accepted = []
+    for index, fix, pos in zip(indices, valid, slots, strict=True):
+        if pos == -2:
+            rejected.append(
+                RejectedItem(
+                    index=index, reason="unknown_responder", detail="no such responder", client_id=fix.client_id
+                )
+            )
+            continue
+        accepted.append(
+            AcceptedItem(
+                index=index,
+                status="duplicate" if pos < 0 else statuses[pos],
+                flags=_POOR_ACCURACY if fix.poor_accuracy else (),
+                client_id=fix.client_id,
+            )
         )
-        for index, fix, pos in slots
-    ]
     if rejected:
         rejected.sort(key=lambda r: r.index)
     return BatchResult(accepted=accepted, rejected=rejected)
