@@ -3,7 +3,10 @@
 ``positions`` takes every new fix (``ON CONFLICT DO NOTHING``: a repeat of responder + fix time is
 a duplicate); ``latest_positions`` takes the newest *new* fix per responder, and only where it is
 newer than what is there, so a late fix goes to history and never moves a responder back.
-Rows are sorted by responder so concurrent flushes lock latest rows in the same order.
+Latest rows are upserted in responder order, so concurrent flushes lock them in the same order.
+History rows go in as they come (sorting them cost PostgreSQL more than the rest of the statement
+besides the insert itself); two flushes racing to insert the same fixes in opposite orders would
+be a deadlock, which the batcher retries.
 
 Parameters are cheap to encode: the fix time travels as unix microseconds (int8, exact), and a
 column with no value in any fix (often heading, altitude, client id, attributes) as a NULL array,
@@ -43,7 +46,6 @@ WITH input AS (
         $13::text[], $14::bool[], $15::text[]
     ) WITH ORDINALITY AS u(responder_id, fix_us, lon, lat, h3, accuracy_m, speed_mps, heading_deg,
            altitude_m, battery_pct, source, device_id, client_id, poor_accuracy, attributes, ord)
-    ORDER BY responder_id, fix_time
 ),
 ins AS (
     INSERT INTO positions (responder_id, fix_time, geom, h3, accuracy_m, speed_mps, heading_deg,
@@ -66,7 +68,9 @@ up AS (
     SELECT n.responder_id, n.fix_time, n.received_at, n.seq, n.geom, n.h3, n.accuracy_m,
            n.speed_mps, n.heading_deg, n.altitude_m, n.battery_pct, n.source,
            n.fix_time < now() - make_interval(secs => $16)
-    FROM newest n JOIN responders r ON r.id = n.responder_id
+    FROM newest n
+    -- A probe per responder (a scalar subquery is not turned into a join scanning every responder).
+    WHERE (SELECT true FROM responders r WHERE r.id = n.responder_id)
     ORDER BY n.responder_id
     ON CONFLICT (responder_id) DO UPDATE SET
         fix_time = excluded.fix_time, received_at = excluded.received_at, seq = excluded.seq,
