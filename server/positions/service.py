@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -213,27 +214,17 @@ async def _commit(
         teams = known
     else:
         teams = await _directory.teams(runtime.pool, ids) if valid else {}
-    unique: list[Fix] = []
-    first: dict[Any, int] = {}  # key -> position in `unique`
-    slots: list[int] = []  # per valid fix: its position in `unique`, -1 for a repeat, -2 for unknown
-    for fix in valid:
-        if fix.responder_id not in teams:
-            slots.append(-2)
-            continue
-        key = fix.key
-        pos = first.get(key)
-        client_id = fix.client_id
-        if pos is None and client_id is not None:
-            pos = first.get(("client", fix.responder_id, client_id))
-        if pos is not None:
-            slots.append(-1)
-            continue
-        pos = len(unique)
-        unique.append(fix)
-        first[key] = pos
-        if client_id is not None:
-            first[("client", fix.responder_id, client_id)] = pos
-        slots.append(pos)
+    n = len(valid)
+    if (
+        ids <= teams.keys()
+        and list(map(_client_id, valid)).count(None) == n
+        and len(set(zip(map(_responder_id, valid), map(_fix_time, valid), strict=True))) == n
+    ):
+        # The usual batch (known responders, no client ids, no fix twice): every fix goes in.
+        unique = valid
+        slots: list[int] = list(range(n))
+    else:
+        unique, slots = _unique(valid, teams)
     statuses = await batcher_of(runtime).submit(unique, ids & teams.keys()) if unique else []
     accepted = []
     for index, fix, pos in zip(indices, valid, slots, strict=True):
@@ -255,3 +246,35 @@ async def _commit(
     if rejected:
         rejected.sort(key=lambda r: r.index)
     return BatchResult(accepted=accepted, rejected=rejected)
+
+
+_client_id = attrgetter("client_id")
+_responder_id = attrgetter("responder_id")
+_fix_time = attrgetter("fix_time")
+
+
+def _unique(valid: list[Fix], teams: dict[uuid.UUID, uuid.UUID | None]) -> tuple[list[Fix], list[int]]:
+    """The fixes to store, and per valid fix its position among them (-1: a repeat of an earlier
+    fix by responder + fix time or client id, -2: an unknown responder)."""
+    unique: list[Fix] = []
+    first: dict[Any, int] = {}  # key -> position in `unique`
+    slots: list[int] = []
+    for fix in valid:
+        if fix.responder_id not in teams:
+            slots.append(-2)
+            continue
+        key = fix.key
+        pos = first.get(key)
+        client_id = fix.client_id
+        if pos is None and client_id is not None:
+            pos = first.get(("client", fix.responder_id, client_id))
+        if pos is not None:
+            slots.append(-1)
+            continue
+        pos = len(unique)
+        unique.append(fix)
+        first[key] = pos
+        if client_id is not None:
+            first[("client", fix.responder_id, client_id)] = pos
+        slots.append(pos)
+    return unique, slots

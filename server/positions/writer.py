@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 import asyncpg
 import msgspec
+from msgspec.structs import astuple
 
 from .fixes import Fix
 
@@ -148,11 +149,28 @@ def columns(fixes: Sequence[Fix]) -> list[list[object]]:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
-_fix_time = attrgetter("fix_time")
 
 
-def _or_null(values: list[object]) -> list[object] | None:
-    return values if any(v is not None for v in values) else None
+_FIX_FIELDS = (
+    "responder_id",
+    "fix_time",
+    "lon",
+    "lat",
+    "accuracy_m",
+    "speed_mps",
+    "heading_deg",
+    "altitude_m",
+    "battery_pct",
+    "source",
+    "device_id",
+    "client_id",
+    "poor_accuracy",
+    "attributes",
+    "accepted_at",
+    "h3",
+)
+if Fix.__struct_fields__ != _FIX_FIELDS:  # write_columns unpacks fixes by field position
+    raise ImportError(f"positions.writer expects Fix fields {_FIX_FIELDS}, not {Fix.__struct_fields__}")
 
 
 def write_columns(fixes: Sequence[Fix]) -> list[object]:
@@ -161,33 +179,37 @@ def write_columns(fixes: Sequence[Fix]) -> list[object]:
     Fix times in unix microseconds; NULL for a column without a value, and for the source and
     device columns when one value is shared by every fix.
     """
-    epoch, us = _EPOCH, _US
-    cols: list[list[object] | None] = [list(map(get, fixes)) for get in _columns]
-    cols[1] = [(t - epoch) // us for t in map(_fix_time, fixes)]
-    for i in _OPTIONAL:
-        cols[i] = _or_null(cols[i])  # type: ignore[arg-type]
-    if not any(cols[13]):  # type: ignore[arg-type]
-        cols[13] = None  # no poor accuracy flag: the statement defaults to false
-    cols.append(
-        [None if f.attributes is None else _encode(f.attributes).decode() for f in fixes]
-        if any(f.attributes is not None for f in fixes)
-        else None
+    n = len(fixes)
+    # One tuple per fix (C), transposed into one tuple per Fix field (C).
+    (rid, times, lon, lat, acc, speed, heading, alt, battery, source, device, client, poor, attrs, _, h3) = zip(
+        *map(astuple, fixes), strict=True
     )
-    shared: list[object] = []
-    for i in (10, 11):  # source, device_id
-        values = cols[i]
-        assert values is not None
-        first = values[0]
-        if values.count(first) == len(values):
-            cols[i] = None
-            shared.append(first)
-        else:
-            shared.append(None)
-    return [*cols, *shared]
+    epoch, us = _EPOCH, _US
+    same_source = source.count(source[0]) == n
+    same_device = device.count(device[0]) == n
+    return [
+        rid,
+        [(t - epoch) // us for t in times],
+        lon,
+        lat,
+        h3,
+        _or_null(acc),
+        _or_null(speed),
+        _or_null(heading),
+        _or_null(alt),
+        _or_null(battery),
+        None if same_source else source,
+        None if same_device else device,
+        _or_null(client),
+        poor if True in poor else None,  # none flagged: the statement defaults to false
+        None if attrs.count(None) == n else [None if a is None else _encode(a).decode() for a in attrs],
+        source[0] if same_source else None,
+        device[0] if same_device else None,
+    ]
 
 
-_OPTIONAL = (5, 6, 7, 8, 9, 12)
-"""Columns that may be NULL: accuracy, speed, heading, altitude, battery, client id."""
+def _or_null(values: tuple[object, ...]) -> tuple[object, ...] | None:
+    return None if values.count(None) == len(values) else values
 
 
 async def write_fixes(conn: asyncpg.Connection, fixes: Sequence[Fix], stale_after_s: float) -> Written:

@@ -59,6 +59,31 @@ async def test_write_stores_every_column_and_reports_duplicates_and_latest_by_po
     latest = await db.fetchrow("SELECT fix_time FROM latest_positions WHERE responder_id = $1", rid)
     assert latest is not None and latest["fix_time"] == full.fix_time
 
+    # Device and source differing within a flush (one shared value goes as a parameter, mixed as arrays).
+    dev = await db.fetchval("SELECT id FROM devices WHERE unique_id = $1", device["unique_id"])
+    mixed = [
+        Fix(rid, base + timedelta(seconds=20), CITY[0], CITY[1], device_id=dev, source="osmand"),
+        Fix(rid, base + timedelta(seconds=21), CITY[0], CITY[1], device_id=None, source="api"),
+        Fix(rid, base + timedelta(seconds=22), CITY[0], CITY[1], device_id=dev, source="api"),
+    ]
+    assert (await write_fixes(db, mixed, 300)).stored == 3
+    shared = [
+        Fix(rid, base + timedelta(seconds=30 + i), CITY[0], CITY[1], device_id=dev, source="ws") for i in range(2)
+    ]
+    assert (await write_fixes(db, shared, 300)).stored == 2
+    got = await db.fetch(
+        "SELECT device_id, source FROM positions WHERE responder_id = $1 AND fix_time >= $2 ORDER BY fix_time",
+        rid,
+        mixed[0].fix_time,
+    )
+    assert [(r["device_id"], r["source"]) for r in got] == [
+        (dev, "osmand"),
+        (None, "api"),
+        (dev, "api"),
+        (dev, "ws"),
+        (dev, "ws"),
+    ]
+
 
 async def test_concurrent_posts_of_the_same_fixes_store_each_once(
     client: httpx.AsyncClient, database: Database, db: Any, fresh: Any
