@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -93,6 +94,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await runtime.start()
+        # Everything alive now (modules, the app, caches just loaded) lives as long as the worker: move it
+        # out of the collector's generations so full collections stop re-scanning ~200,000 objects.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
