@@ -54,6 +54,12 @@ INCIDENTS = [
     ("hazmat", 3, "Chemical odour", "Reported ammonia smell near plant", "C St SW", 0.025, -0.020),
 ]
 DEVICES_FILE = "demo-devices.json"
+REISSUE_SQL = """
+SELECT d.id, d.unique_id, d.responder_id, r.callsign, ST_X(lp.geom) AS lon, ST_Y(lp.geom) AS lat
+FROM devices d JOIN responders r ON r.id = d.responder_id
+LEFT JOIN latest_positions lp ON lp.responder_id = d.responder_id
+WHERE d.unique_id LIKE 'demo-%' AND d.revoked_at IS NULL ORDER BY d.unique_id
+"""
 
 
 class DemoRefused(RuntimeError):
@@ -64,7 +70,7 @@ async def seed(conn: asyncpg.Connection, settings: Settings, state_dir: Path, re
     if not settings.is_development:
         raise DemoRefused("seed-demo runs only with SITREP_ENV=development")
     rng = random.Random(7)
-    counts = {"users": 0, "teams": 0, "responders": 0, "devices": 0, "incidents": 0}
+    counts = {"users": 0, "teams": 0, "responders": 0, "devices": 0, "incidents": 0, "device tokens reissued": 0}
     async with conn.transaction():
         team_ids: dict[str, uuid.UUID] = {}
         for name, parent in TEAMS:
@@ -164,10 +170,29 @@ async def seed(conn: asyncpg.Connection, settings: Settings, state_dir: Path, re
             )
             counts["responders"] += 1
             counts["devices"] += 1
+        path = state_dir / DEVICES_FILE
+        previous = json.loads(path.read_text()) if path.exists() else []
+        known = {d["unique_id"] for d in previous} | {d["unique_id"] for d in devices}
+        # Demo devices seeded earlier whose tokens this state directory never held (a new clone, or a
+        # deleted .sitrep, against the same database): only hashes are stored, so issue new tokens.
+        for row in await conn.fetch(REISSUE_SQL):
+            if row["unique_id"] in known:
+                continue
+            token = new_opaque_token("dev")
+            await conn.execute("UPDATE devices SET token_hash = $2 WHERE id = $1", row["id"], token_hash(token))
+            devices.append(
+                {
+                    "unique_id": row["unique_id"],
+                    "token": token,
+                    "responder_id": str(row["responder_id"]),
+                    "callsign": row["callsign"],
+                    "lon": f"{row['lon'] if row['lon'] is not None else CITY['lon']:.6f}",
+                    "lat": f"{row['lat'] if row['lat'] is not None else CITY['lat']:.6f}",
+                }
+            )
+            counts["device tokens reissued"] += 1
         if devices:
             state_dir.mkdir(parents=True, exist_ok=True)
-            path = state_dir / DEVICES_FILE
-            previous = json.loads(path.read_text()) if path.exists() else []
             path.write_text(json.dumps(previous + devices, indent=1))
             path.chmod(0o600)
         if not await conn.fetchval("SELECT count(*) FROM incidents"):
