@@ -11,6 +11,7 @@ hexagon drawn with straight lon/lat edges, so the result equals ``shapely.contai
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 
 import h3.api.basic_int as h3i
@@ -346,16 +347,19 @@ class PolygonCover:
 
 
 class CoverIndex:
-    """Many covers indexed by cell, for candidate (point, cover) pairs from set lookups.
+    """Many covers indexed by cell, for candidate (point, cover) pairs from sorted-array lookups.
 
-    Keys are small ints chosen by the caller (e.g. fence slots). Each cell maps to a list of packed
-    ``key << 1 | interior`` entries, so updating one cover touches only its own cells.
+    Keys are small ints chosen by the caller (e.g. fence slots). Each cover keeps its cells with
+    packed ``key << 1 | interior`` entries as arrays; lookups use one sorted merge of all of them
+    (cells, offsets, entries), rebuilt with numpy on the first lookup after a change, so a batch of
+    points is matched with one ``searchsorted`` per resolution.
     """
 
     def __init__(self) -> None:
-        self._by_cell: dict[int, list[int]] = {}
         self._covers: dict[int, PolygonCover] = {}
+        self._cover_arrays: dict[int, tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = {}
         self._res_count: dict[int, int] = {}
+        self._arrays: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None
 
     def __len__(self) -> int:
         return len(self._covers)
@@ -367,49 +371,76 @@ class CoverIndex:
     def add(self, key: int, cover: PolygonCover) -> None:
         if key in self._covers:
             self.remove(key)
+        self._arrays = None
         self._covers[key] = cover
         self._res_count[cover.res] = self._res_count.get(cover.res, 0) + 1
-        by_cell = self._by_cell
-        for cell, interior in cover.cells():
-            by_cell.setdefault(cell, []).append(key << 1 | int(interior))
+        n_in, n = len(cover.interior), len(cover)
+        cells = np.fromiter(itertools.chain(cover.interior, cover.boundary), dtype=np.int64, count=n)
+        packed = np.full(n, key << 1, dtype=np.int64)
+        packed[:n_in] |= 1
+        self._cover_arrays[key] = (cells, packed)
 
     def remove(self, key: int) -> None:
         cover = self._covers.pop(key, None)
         if cover is None:
             return
+        self._arrays = None
         self._res_count[cover.res] -= 1
-        by_cell = self._by_cell
-        for cell, interior in cover.cells():
-            entries = by_cell.get(cell)
-            if entries is None:
-                continue
-            packed = key << 1 | int(interior)
-            if packed in entries:
-                entries.remove(packed)
-            if not entries:
-                del by_cell[cell]
+        del self._cover_arrays[key]
+
+    def _sorted(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """``(distinct cells ascending, offsets (len + 1), entries)``: cell ``cells[i]`` holds
+        ``entries[offsets[i]:offsets[i + 1]]``, covers in the order they were added."""
+        if self._arrays is None:
+            parts = list(self._cover_arrays.values())
+            if parts:
+                cells = np.concatenate([c for c, _ in parts])
+                packed = np.concatenate([p for _, p in parts])
+                order = np.argsort(cells, kind="stable")
+                cells, packed = cells[order], packed[order]
+                starts = np.flatnonzero(np.diff(cells, prepend=cells[0] - 1))  # sorted: first of each run
+                uniq = cells[starts]
+                offsets = np.append(starts, cells.size).astype(np.int64)
+            else:
+                uniq, offsets, packed = (np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64),
+                                         np.zeros(0, dtype=np.int64))  # fmt: skip
+            self._arrays = (uniq.astype(np.int64, copy=False), offsets, packed)
+        return self._arrays
 
     def candidates(
         self, lons: npt.NDArray[np.float64], lats: npt.NDArray[np.float64]
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
-        """Candidate pairs ``(point_index, key, interior)`` for points against every indexed cover."""
-        pts: list[int] = []
-        keys: list[int] = []
-        by_cell = self._by_cell
-        for res in self.resolutions:
-            cells = cells_for(lons, lats, res)
-            uniq, inverse = np.unique(cells, return_inverse=True)
-            hits = [(j, by_cell[c]) for j, c in enumerate(uniq.tolist()) if c in by_cell]
-            if not hits:
-                continue
-            hit_of_uniq = {j: entries for j, entries in hits}
-            for i, j in enumerate(inverse.tolist()):
-                entries = hit_of_uniq.get(j)
-                if entries is not None:
-                    pts.extend([i] * len(entries))
-                    keys.extend(entries)
-        packed = np.asarray(keys, dtype=np.int64)
-        return np.asarray(pts, dtype=np.int64), packed >> 1, (packed & 1).astype(bool)
+        """Candidate pairs ``(point_index, key, interior)`` for points against every indexed cover,
+        resolution by resolution (ascending), points in order, a cell's entries in insertion order.
+
+        Every resolution gets its own ``latlng_to_cell``: a point's cell at a coarser resolution is
+        *not* always the parent of its finer cell (H3 children do not tile their parent exactly; for
+        ~6% of points they differ), so parents would miss or invent candidates."""
+        cells_sorted, offsets, entries = self._sorted()
+        pts_parts: list[npt.NDArray[np.int64]] = []
+        packed_parts: list[npt.NDArray[np.int64]] = []
+        if cells_sorted.size:
+            for res in self.resolutions:
+                cells = cells_for(lons, lats, res)
+                at = np.searchsorted(cells_sorted, cells)
+                at[at == cells_sorted.size] = 0
+                hit = np.flatnonzero(cells_sorted[at] == cells)
+                if not hit.size:
+                    continue
+                first = offsets[at[hit]]
+                counts = offsets[at[hit] + 1] - first
+                total = int(counts.sum())
+                # entries of every hit cell, one after another (a CSR gather)
+                starts = np.cumsum(counts) - counts
+                gather = np.repeat(first - starts, counts) + np.arange(total, dtype=np.int64)
+                pts_parts.append(np.repeat(hit, counts))
+                packed_parts.append(entries[gather])
+        if not pts_parts:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, np.zeros(0, dtype=bool)
+        pts = np.concatenate(pts_parts).astype(np.int64, copy=False)
+        packed = np.concatenate(packed_parts)
+        return pts, packed >> 1, (packed & 1).astype(bool)
 
     def cover(self, key: int) -> PolygonCover:
         return self._covers[key]

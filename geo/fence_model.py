@@ -109,10 +109,14 @@ def visit_group(fence_id: str, responder_id: str, since: datetime) -> str:
 _ZERO = timedelta(0)
 
 
+_encode_json = msgspec.json.Encoder().encode
+
+
 def rfc3339(t: datetime) -> str:
-    """UTC RFC 3339 with ``Z`` and microseconds when present."""
-    if t.tzinfo is UTC or (t.tzinfo is not None and t.utcoffset() == _ZERO):
-        return t.replace(tzinfo=None).isoformat() + "Z"
+    """UTC RFC 3339 with ``Z`` and microseconds when present (msgspec writes a UTC datetime exactly
+    so, ~15x faster than ``isoformat``; events carry two of these each)."""
+    if t.tzinfo is not None and (t.tzinfo is UTC or t.utcoffset() == _ZERO):
+        return _encode_json(t)[1:-1].decode()
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 

@@ -706,13 +706,12 @@ def _contained(
     keep = interior.copy()
     boundary = np.flatnonzero(~interior)
     if boundary.size:
-        order = boundary[np.argsort(keys[boundary], kind="stable")]
-        b_keys = keys[order]
-        uniq, starts = np.unique(b_keys, return_index=True)
-        ends = [*starts[1:].tolist(), int(b_keys.size)]
-        for key, a, b in zip(uniq.tolist(), starts.tolist(), ends, strict=True):
-            sel = order[a:b]
-            idx = pts[sel]
-            hit = shapely.contains_xy(index.cover(key).geometry, lons[idx], lats[idx])
-            keep[sel[hit]] = True
+        # one elementwise call over every boundary pair (each with its cover's prepared polygon)
+        # instead of one call per cover: most covers have one or two points in a batch
+        cover = index.cover
+        geoms = np.fromiter(
+            (cover(k).geometry for k in keys[boundary].tolist()), dtype=object, count=int(boundary.size)
+        )
+        idx = pts[boundary]
+        keep[boundary[shapely.contains_xy(geoms, lons[idx], lats[idx])]] = True
     return pts[keep], keys[keep], int(pts.size), int(boundary.size)

@@ -6,6 +6,7 @@ stored as a signed ``bigint`` without conversion. Coordinates are ``lon, lat``.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,6 +14,11 @@ import h3
 import h3.api.basic_int as h3i
 import numpy as np
 import numpy.typing as npt
+
+try:  # the compiled function behind h3.api.basic_int.latlng_to_cell (which only adds a Python call)
+    from h3._cy import latlng_to_cell as _latlng_to_cell
+except ImportError:  # pragma: no cover - another h3 build
+    _latlng_to_cell = h3i.latlng_to_cell
 
 RES_POSITION = 9
 """Resolution stored with every position row (~0.1 km² cells, edge ~200 m)."""
@@ -32,9 +38,10 @@ def cells_for(lons: npt.ArrayLike, lats: npt.ArrayLike, res: int = RES_POSITION)
     lat_arr = np.asarray(lats, dtype=np.float64).ravel()
     if lon_arr.shape != lat_arr.shape:
         raise ValueError("lons and lats must have the same length")
-    to_cell = h3i.latlng_to_cell
-    cells = [to_cell(la, lo, res) for lo, la in zip(lon_arr.tolist(), lat_arr.tolist(), strict=True)]
-    return np.asarray(cells, dtype=np.int64) if cells else np.zeros(0, dtype=np.int64)
+    if not lon_arr.size:
+        return np.zeros(0, dtype=np.int64)
+    cells = map(_latlng_to_cell, lat_arr.tolist(), lon_arr.tolist(), itertools.repeat(res, lon_arr.size))
+    return np.fromiter(cells, dtype=np.int64, count=lon_arr.size)
 
 
 def cell_to_str(cell: int) -> str:

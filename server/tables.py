@@ -354,6 +354,7 @@ geofences = Table(
     Column("deleted_at", DateTime(timezone=True)),
 )
 
+# fillfactor 70 (migration 0006): visits are upserted as they change, HOT.
 fence_states = Table(
     "fence_states",
     metadata,
@@ -365,6 +366,7 @@ fence_states = Table(
 )
 
 # The fence evaluator's last evaluated fix per responder (restored on leader takeover with fence_states).
+# fillfactor 50 (migration 0006; SQLAlchemy has no table storage parameters): upserted once per fix, HOT.
 fence_positions = Table(
     "fence_positions",
     metadata,

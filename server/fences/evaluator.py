@@ -414,7 +414,13 @@ class FenceEvaluator:
             return None
         self._planned = checkpoint
         payloads = [to_tile38(e, hook=e.fence_name or e.fence_id) for e in events]
-        return _Write(checkpoint, events, payloads, upserts, dels, positions, end_expired)
+        hazard_notes: tuple[list[str], list[str], list[str]] = ([], [], [])
+        for e in events:
+            if e.fence_kind == "hazard" and e.detect in store.HAZARD_DETECTS:
+                hazard_notes[0].append(e.responder_id)
+                hazard_notes[1].append(e.detect)
+                hazard_notes[2].append(e.fence_id)
+        return _Write(checkpoint, events, payloads, upserts, dels, positions, end_expired, hazard_notes)
 
     async def _write(self, conn: asyncpg.Connection, w: _Write) -> None:
         events, payloads = w.events, w.payloads
@@ -423,12 +429,7 @@ class FenceEvaluator:
             await store.check_token(conn, self.token, w.checkpoint)
             ids = await store.write_events(conn, events, payloads)
             # responders are told about hazards they entered or left, in this same transaction
-            hazard_ids = [
-                i
-                for i, e in zip(ids, events, strict=True)
-                if e.fence_kind == "hazard" and e.detect in store.HAZARD_DETECTS
-            ]
-            notes = await notifications.from_hazard_events(conn, hazard_ids) if hazard_ids else []
+            notes = await notifications.from_hazard_events(conn, *w.hazard_notes) if w.hazard_notes[0] else []
             await store.write_states(conn, w.upserts, w.dels)
             await store.write_positions(conn, w.positions)
             outbox = [
@@ -490,3 +491,5 @@ class _Write:
     dels: list[tuple[str, str]]
     positions: list[Fix]
     end_expired: bool
+    hazard_notes: tuple[list[str], list[str], list[str]]
+    """Hazard enters/exits as (responder ids, detects, hazard ids): the responders' notifications."""

@@ -1,7 +1,7 @@
 """``responder_notifications``: written in the producer's transaction, read by ``/v1/me/notifications``.
 
-Producers: the fence evaluator (:func:`from_hazard_events`, one set-based INSERT ... SELECT over the
-fence events it just inserted) and assignment creation (:func:`for_assignment`). Each returns the rows
+Producers: the fence evaluator (:func:`from_hazard_events`, one set-based INSERT ... SELECT over
+arrays of the hazard enters/exits it is committing) and assignment creation (:func:`for_assignment`). Each returns the rows
 it wrote; the producer publishes :func:`change` for each on the bus *after* its commit, on topic
 ``alerts`` with ``responder_ids`` set, so the stream delivers it to that responder and to staff only.
 """
@@ -52,24 +52,28 @@ def change(row: asyncpg.Record) -> Change:
 
 
 _HAZARD_SQL = (
-    "WITH e AS MATERIALIZED ("
-    " SELECT id, responder_id, detect, fence_id FROM fence_events"
-    " WHERE id = ANY($1::bigint[]) AND fence_kind = 'hazard' AND detect IN ('enter', 'exit')) "
     "INSERT INTO responder_notifications (responder_id, kind, title, body, ref_type, ref_id, severity) "
-    "SELECT e.responder_id, 'hazard_' || e.detect, "
-    " CASE e.detect WHEN 'enter' THEN 'You are inside: ' ELSE 'You have left: ' END"
+    "SELECT e.r::uuid, 'hazard_' || e.d, "
+    " CASE e.d WHEN 'enter' THEN 'You are inside: ' ELSE 'You have left: ' END"
     " || coalesce(nullif(h.title, ''), h.kind) || ' (' || initcap(h.severity) || ')', "
-    " h.description, 'hazard', h.id::text, h.severity "
-    "FROM e JOIN hazards h ON h.id = e.fence_id::uuid ORDER BY e.id "
+    " h.description, 'hazard', e.f, h.severity "
+    "FROM unnest($1::text[], $2::text[], $3::text[]) AS e(r, d, f) JOIN hazards h ON h.id = e.f::uuid "
     f"RETURNING {_COLUMNS}"
 )
+"""No ``ORDER BY``: notifications of one commit share ``created_at`` and are listed by (created_at, id);
+a sort of a first-fix burst (tens of thousands of rows) spilled to disk."""
 
 
-async def from_hazard_events(conn: asyncpg.Connection, event_ids: list[int]) -> list[asyncpg.Record]:
-    """One notification per hazard ``enter``/``exit`` among the given (just inserted) fence events."""
-    if not event_ids:
+async def from_hazard_events(
+    conn: asyncpg.Connection, responder_ids: list[str], detects: list[str], hazard_ids: list[str]
+) -> list[asyncpg.Record]:
+    """One notification per hazard ``enter``/``exit`` given as parallel arrays (responder id,
+    ``"enter"``/``"exit"``, hazard id, as text), written in the caller's transaction; hazards that
+    no longer exist are skipped. The arrays come from the evaluator's events themselves, so the
+    fence events just written are not read back."""
+    if not responder_ids:
         return []
-    return await conn.fetch(_HAZARD_SQL, event_ids)
+    return await conn.fetch(_HAZARD_SQL, responder_ids, detects, hazard_ids)
 
 
 async def for_assignment(
