@@ -149,6 +149,19 @@ def expand(position: list[Any], meta: list[Any] | None = None) -> dict[str, Any]
     return out
 
 
+def join_parts(items: list[bytes], meta: list[bytes], positions: list[bytes]) -> list[bytes]:
+    """:func:`join`'s body fields as pieces to concatenate (see ``viewer.Frame.from_parts``)."""
+    return [
+        b'"encoding":"compact","items":[',
+        b",".join(items),
+        b'],"meta":[',
+        b",".join(meta),
+        b'],"positions":[',
+        b",".join(positions),
+        b"]",
+    ]
+
+
 def join(items: list[bytes], meta: list[bytes], positions: list[bytes]) -> str:
     """The body fields of a compact snapshot or delta: ``"encoding":"compact","items":[…],"meta":[…],"positions":[…]``."""
     return (

@@ -18,7 +18,7 @@ from typing import Any
 from . import compact
 from .area import Area
 from .scope import Scope
-from .ticks import Batch, Item, delta_frame_body
+from .ticks import Batch, Item, delta_frame_body, delta_frame_head
 from .viewer import Frame, ViewerSub
 
 GroupKey = tuple[Any, ...]
@@ -28,7 +28,7 @@ class TickItems:
     """A router lane's tick: its items (newest per ``(topic, key)``) and, per item, what frames are
     built from, as parallel lists (see :meth:`Group.flush_tick`)."""
 
-    __slots__ = ("all_compact", "compact", "items", "json", "keys", "metas")
+    __slots__ = ("_key_of_meta", "all_compact", "compact", "items", "json", "keys", "metas")
 
     def __init__(self, items: list[Item]) -> None:
         self.items = items
@@ -37,6 +37,14 @@ class TickItems:
         self.compact = [it.compact for it in items]
         self.metas = [it.meta for it in items]
         self.all_compact = None not in self.compact
+        self._key_of_meta: dict[bytes | None, str] | None = None
+
+    @property
+    def key_of_meta(self) -> dict[bytes | None, str]:
+        """Each item's meta to its key (built on first use)."""
+        if self._key_of_meta is None:
+            self._key_of_meta = dict(zip(self.metas, self.keys, strict=True))
+        return self._key_of_meta
 
 
 SNAPSHOT_SHARE_S = 1.0
@@ -130,6 +138,8 @@ class Group:
         self.encoding = encoding
         self._meta_sent: dict[str, bytes] = {}
         """compact: per responder, the meta this group last sent (since it last forgot)."""
+        self._meta_known: set[bytes] | None = None
+        """The values of ``_meta_sent`` as a set (None: to be rebuilt), for :meth:`flush_tick`."""
         self.snapshots = 0
         """Snapshot reads started for this group."""
         self.meta_canon: dict[str, bytes] = {}
@@ -161,6 +171,7 @@ class Group:
 
     def forget_meta(self) -> None:
         self._meta_sent.clear()
+        self._meta_known = None
 
     def snapshot_started(self) -> bool:
         """A snapshot read for this group begins: frames from now on are handed to the viewers that
@@ -176,6 +187,7 @@ class Group:
         responder's first delta needs no meta unless it changed (kept entries were sent in frames
         after the read began, which every member receives, so they win)."""
         sent, canon = self._meta_sent, self.meta_canon
+        self._meta_known = None
         if not sent and getattr(metas, "canonical", False):
             sent.update(metas)  # the live table's: the shared objects already (see livetable.CanonicalMetas)
             return
@@ -221,6 +233,7 @@ class Group:
             return
         items = list(self._pending.values())
         self._pending = {}
+        self._meta_known = None
         self._emit(self._pending_seq, body_fields(items, self.encoding, self._meta_sent))
 
     def flush_tick(self, seq: int, tick: TickItems, cols: list[int]) -> None:
@@ -228,25 +241,44 @@ class Group:
         already), with the same body :func:`body_fields` builds, from the tick's per-item lists
         (no Python call per item while every meta is one the group already sent)."""
         if self.encoding == "json":
-            body = '"items":[' + b",".join(map(tick.json.__getitem__, cols)).decode() + "]"
-        elif tick.all_compact:
-            keys = list(map(tick.keys.__getitem__, cols))
-            metas = list(map(tick.metas.__getitem__, cols))
+            self._emit_parts(seq, [b'"items":[', b",".join(map(tick.json.__getitem__, cols)), b"]"])
+            return
+        if tick.all_compact:
             sent = self._meta_sent
             meta: list[bytes] = []
-            if list(map(sent.get, keys)) != metas:
-                for k, m in zip(keys, metas, strict=True):
-                    if m is not None and sent.get(k) != m:
+            known = self._meta_known
+            if known is None:
+                known = self._meta_known = set(sent.values())
+            # A meta array starts with its responder's id, so "this very meta was the last one sent
+            # for its responder" is set membership: one C-level pass while nothing changed.
+            if not known.issuperset(map(tick.metas.__getitem__, cols)):
+                # Some responder entered the box or changed its meta: just those (a set difference).
+                key_of = tick.key_of_meta
+                for m in set(map(tick.metas.__getitem__, cols)).difference(known):
+                    if m is None:
+                        continue  # a delete
+                    k = key_of[m]
+                    if sent.get(k) != m:
+                        known.discard(sent.get(k))
                         sent[k] = m
+                        known.add(m)
                         meta.append(m)
-            body = compact.join([], meta, list(map(tick.compact.__getitem__, cols)))  # type: ignore[arg-type]
-        else:
-            body = body_fields([tick.items[c] for c in cols], self.encoding, self._meta_sent)
-        self._emit(seq, body)
+            self._emit_parts(seq, compact.join_parts([], meta, list(map(tick.compact.__getitem__, cols))))  # type: ignore[arg-type]
+            return
+        self._meta_known = None
+        self._emit(seq, body_fields([tick.items[c] for c in cols], self.encoding, self._meta_sent))
 
     def _emit(self, seq: int, body: str) -> None:
+        self._send(Frame("delta", seq, delta_frame_body(self._epoch(), seq, body)))
+
+    def _emit_parts(self, seq: int, body: list[bytes]) -> None:
+        """:meth:`_emit` for body fields given as byte pieces: one join into the WebSocket frame."""
+        body.insert(0, delta_frame_head(self._epoch(), seq))
+        body.append(b"}")
+        self._send(Frame.from_parts("delta", seq, body))
+
+    def _send(self, frame: Frame) -> None:
         self._last_flush = time.monotonic()
-        frame = Frame("delta", seq, delta_frame_body(self._epoch(), seq, body))
         for sub in list(self.members):
             sub.deliver(frame)
         share = self.share
@@ -271,4 +303,5 @@ class Group:
             self._timer = None
         self._pending = {}
         self._meta_sent = {}
+        self._meta_known = None
         self.share = None

@@ -64,6 +64,7 @@ class StreamHub:
         self._lost = False
         self._tasks: list[asyncio.Task[None]] = []
         self._received: deque[tuple[float, int]] = deque()
+        self._frames_uncounted = 0
         self._unsubscribe_bus: Any = None
         self.stopping = False
         self.live = LivePositions(self._metas)
@@ -271,7 +272,8 @@ class StreamHub:
         await self._send_snapshot(viewer, sub, reset=True)
 
     def _frames_sent(self, n: int) -> None:
-        m.FRAMES.inc(n)
+        # Counted here, added to the (multiprocess, file-backed) counter once a second by the trimmer.
+        self._frames_uncounted += n
 
     # ---- housekeeping ----------------------------------------------------------------------
     async def _live_keeper(self) -> None:
@@ -313,6 +315,9 @@ class StreamHub:
         """Keep about ``history_s`` of batches in the Redis log (every worker may do it)."""
         while True:
             await asyncio.sleep(1.0)
+            if self._frames_uncounted:
+                m.FRAMES.inc(self._frames_uncounted)
+                self._frames_uncounted = 0
             cutoff = time.time() - self.settings.stream_history_s
             first: int | None = None
             while self._received and self._received[0][0] < cutoff:

@@ -166,5 +166,12 @@ def delta_frame_body(epoch: str, seq: int, body: str, sent_at: float | None = No
     return head + body + "}"
 
 
+def delta_frame_head(epoch: str, seq: int, sent_at: float | None = None) -> bytes:
+    """:func:`delta_frame_body`'s opening, as bytes (the body fields and ``}`` follow)."""
+    return (
+        f'{{"type":"delta","epoch":"{epoch}","seq":{seq},"sent_at":{time.time() if sent_at is None else sent_at:.6f},'
+    ).encode()
+
+
 def message(obj: dict[str, Any]) -> str:
     return _enc.encode(obj).decode()

@@ -28,27 +28,54 @@ CLOSE_TOO_SLOW = 4008
 CLOSE_RESTART = 1012
 
 
-@dataclass(slots=True)
+def ws_header(n: int) -> bytes:
+    """The header of an unmasked final text frame of ``n`` payload bytes."""
+    if n < 126:
+        return bytes((0x81, n))
+    if n < 65536:
+        return bytes((0x81, 126)) + n.to_bytes(2, "big")
+    return bytes((0x81, 127)) + n.to_bytes(8, "big")
+
+
 class Frame:
-    event: str
-    """delta | snapshot | heartbeat | control (the SSE event name)."""
-    seq: int | None
-    text: str
-    wire: bytes | None = None
-    """The whole WebSocket frame (unmasked, no extensions), built once for every viewer that takes it."""
+    """One message for viewers: its text, and (built once, shared by every viewer that takes it) the
+    whole WebSocket frame."""
+
+    __slots__ = ("_text", "event", "seq", "wire", "wire_head")
+
+    def __init__(self, event: str, seq: int | None, text: str | None, wire: bytes | None = None, wire_head: int = 0):
+        self.event = event
+        """delta | snapshot | heartbeat | control (the SSE event name)."""
+        self.seq = seq
+        self._text = text
+        self.wire = wire
+        """The whole WebSocket frame (unmasked, no extensions)."""
+        self.wire_head = wire_head
+        """Bytes of ``wire`` before the message (the frame header)."""
+
+    @classmethod
+    def from_parts(cls, event: str, seq: int | None, parts: list[bytes]) -> Frame:
+        """A frame whose message is the concatenation of ``parts`` (UTF-8), joined once straight into
+        its WebSocket frame (the text is decoded from it only if a queued or SSE viewer needs it)."""
+        head = ws_header(sum(map(len, parts)))
+        parts.insert(0, head)
+        return cls(event, seq, None, b"".join(parts), len(head))
+
+    @property
+    def text(self) -> str:
+        text = self._text
+        if text is None:
+            assert self.wire is not None
+            text = self._text = self.wire[self.wire_head :].decode()
+        return text
 
     def ws_frame(self) -> bytes:
         wire = self.wire
         if wire is None:
             payload = self.text.encode()
-            n = len(payload)
-            if n < 126:
-                head = bytes((0x81, n))
-            elif n < 65536:
-                head = bytes((0x81, 126)) + n.to_bytes(2, "big")
-            else:
-                head = bytes((0x81, 127)) + n.to_bytes(8, "big")
+            head = ws_header(len(payload))
             wire = self.wire = head + payload
+            self.wire_head = len(head)
         return wire
 
 

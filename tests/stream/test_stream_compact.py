@@ -345,3 +345,49 @@ async def test_an_odd_positions_change_reaches_compact_viewers_as_json() -> None
     frame = json.loads((await viewer.next_frames())[0].text)
     assert [i["key"] for i in frame["items"]] == ["x"] and [p[0] for p in frame["positions"]] == ["a"]
     group.close()
+
+
+async def test_router_lane_frames_carry_the_same_meta_as_the_per_group_path() -> None:
+    """A box group routed by a lane (``flush_tick``, meta checked as set membership) sends the same
+    positions and metas as the same group taking each batch itself (``offer``)."""
+    from server.stream.router import MIN_GROUPS, Router
+
+    plain = new_group("compact")
+    plain_viewer = member(plain)
+    routed = [new_group("compact") for _ in range(MIN_GROUPS + 1)]
+    routed_viewers = [member(g) for g in routed]
+    router = Router()
+    ticks = [
+        [position("a", 1), position("b", 2)],
+        [position("a", 5), position("b", 6)],  # battery changed: meta again
+        [position("a", 5, lon=CITY[0] + 0.01), position("b", 6, lon=CITY[0] + 0.02)],  # moved only: no meta
+        [position("a", 5, status="busy"), position("b", 6)],  # a's status changed
+        [position("a", 5, status="busy", lon=0.0, lat=0.0)],  # a leaves the box (no frame)
+        [position("a", 5, status="busy"), position("c", 3)],  # a is back unchanged; c is new
+        [Change("positions", "b", {"id": "b", "deleted": True}, lon=CITY[0], lat=CITY[1])],
+        [position("a", 5, status="available"), position("c", 3)],
+    ]
+    for seq, changes in enumerate(ticks, 1):
+        if seq == 6:
+            for g in [plain, *routed]:
+                member(g)  # a viewer joins: every meta again on next sight
+        plain._last_flush = 0.0
+        plain.offer(decode_batch("ep", seq, encode_batch(changes, "w")))
+        router.deliver(decode_batch("ep", seq, encode_batch(changes, "w")), routed, 1)
+        router.route_pending()
+        want = [json.loads(f.text) for f in plain_viewer._queue]
+        plain_viewer._queue.clear()
+        for v in routed_viewers:
+            got = [json.loads(f.text) for f in v._queue]
+            v._queue.clear()
+            assert len(got) == len(want) <= 1, seq
+            for w, g in zip(want, got, strict=True):
+                assert sorted(g["meta"]) == sorted(w["meta"]), seq
+                assert sorted(g["positions"]) == sorted(w["positions"]), seq
+                assert g["seq"] == w["seq"] == seq
+        if seq == 3:
+            assert want[0]["meta"] == []
+        if seq == 6:
+            assert sorted(m[0] for m in want[0]["meta"]) == ["a", "c"]
+    for g in [plain, *routed]:
+        g.close()
