@@ -8,6 +8,10 @@ over the same 2°×2° region; positions inserted with one ``unnest`` statement 
 leader lock, fencing token, one transaction per cycle) consumes them. Prints:
 
 * the raw ceiling: the same unnest insert alone (rows/s), and the evaluator's consumed rate ÷ it;
+  the consumed rate is given twice: the committed rate while the load runs (fixes between the first
+  and the last tick over the time between their checkpoints; ≥ 1 x offered keeps up), and the older
+  figure that divides by the load's duration plus the final drain (hold included, so it stays below
+  the offered rate even when the evaluator keeps up); with the lag's trend (first vs last third);
 * a first-fix phase (unless ``--no-first-fixes``): every responder's first fix after the leader
   started, at ``--rate``; each enters every hazard it stands in (~3 per responder), so this is the
   enter burst (events, notifications and visit rows for ~30,000 enters), reported on its own;
@@ -173,10 +177,13 @@ async def main(args: argparse.Namespace) -> None:
         )
         proc.start()
 
-        async def load() -> tuple[float, list[float], int]:
+        async def load() -> tuple[float, list[float], int, float, list[float]]:
             """The lag of a tick is insert commit -> the first moment a committed checkpoint
             (``ev.checkpoint``, set right after the evaluator's commit) covers its highest seq,
-            observed every 5 ms while the load runs."""
+            observed every 5 ms while the load runs. Also returns the committed rate while the load
+            runs: the fixes (seqs) of ticks 2..n over the time from the first tick's checkpoint to
+            the last one's (equal to the offered rate when the lag holds steady), and the lags in
+            tick order (a lag that grows over the phase means it is falling behind)."""
             marks: list[tuple[int, float]] = []
             lags: list[float] = []
             offered: float | None = None
@@ -193,7 +200,13 @@ async def main(args: argparse.Namespace) -> None:
                     lags.append(now - marks[i][1])
                     i += 1
                 if offered is not None and (i == len(marks) or now > deadline):
-                    return offered, sorted(lags), len(marks)
+                    consumed = 0.0
+                    if len(lags) > 1:
+                        # fixes of ticks 2..n over the time between the first and the last tick's checkpoint
+                        first, last = marks[0], marks[len(lags) - 1]
+                        t0, t1 = first[1] + lags[0], last[1] + lags[-1]
+                        consumed = (last[0] - first[0]) / max(1e-9, t1 - t0)
+                    return offered, sorted(lags), len(marks), consumed, lags
                 await asyncio.sleep(0.005)
 
         def lag_lines(label: str, lags: list[float], n: int) -> list[str]:
@@ -213,7 +226,7 @@ async def main(args: argparse.Namespace) -> None:
             # every responder's first fix after the leader started: each enters every hazard it is in
             ev0 = await conn.fetchval("SELECT count(*) FROM fence_events")
             t0 = time.perf_counter()
-            offered0, lags0, n0 = await load()
+            offered0, lags0, n0, _, _ = await load()
             ev1 = await conn.fetchval("SELECT count(*) FROM fence_events")
             parent.send("go")
             report.append(f"first-fix phase: {len(rids):,} fixes (one per responder) offered at {offered0:,.0f}/s, "
@@ -222,7 +235,7 @@ async def main(args: argparse.Namespace) -> None:
         ev_steady0 = await conn.fetchval("SELECT count(*) FROM fence_events")
         fixes0 = ev.engine.stats.fixes_evaluated
         t_start = time.perf_counter()
-        offered, lags, n_marks = await load()
+        offered, lags, n_marks, consumed_live, lags_in_order = await load()
         proc.join(10)
         consumed = (ev.engine.stats.fixes_evaluated - fixes0) / (time.perf_counter() - t_start)
         steady_events = await conn.fetchval("SELECT count(*) FROM fence_events") - ev_steady0
@@ -281,8 +294,16 @@ async def main(args: argparse.Namespace) -> None:
             print(line)
         print(f"steady phase: offered {offered:,.0f} fixes/s for {args.seconds:g}s; evaluator consumed {consumed:,.0f} fixes/s "
               f"= {consumed / raw_rate:.2f} x raw insert ceiling; {steady_events:,} events")  # fmt: skip
+        print(f"steady phase: evaluator committed {consumed_live:,.0f} fixes/s from the first tick's checkpoint to the "
+              f"last one's = {consumed_live / max(1.0, offered):.3f} x offered (the figure above divides by the load's "
+              f"duration plus the final drain, {args.window:g}s hold included)")  # fmt: skip
         for line in lag_lines("steady phase", lags, n_marks):
             print(line)
+        if len(lags_in_order) >= 6:
+            third = len(lags_in_order) // 3
+            first, last = lags_in_order[:third], lags_in_order[-third:]
+            print(f"steady phase lag trend (raw p50): first third of ticks {statistics.median(first) * 1000:.0f} ms, "
+                  f"last third {statistics.median(last) * 1000:.0f} ms")  # fmt: skip
         print(f"events written: {events:,}; engine batches {st.batches}, fixes evaluated {st.fixes_evaluated:,}")
         print(f"candidate pairs {st.candidate_pairs:,} vs brute force {st.brute_force_pairs:,} "
               f"= {st.candidate_pairs / max(1, st.brute_force_pairs):.5f} (exact tests {st.exact_tests:,})")  # fmt: skip

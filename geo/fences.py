@@ -148,6 +148,12 @@ class FenceEngine:
     # ------------------------------------------------------------------ fixes
     def add_fixes(self, fixes: Iterable[Fix], now: datetime) -> list[FenceEvent]:
         """Buffer fixes, then release whatever the window allows (same as calling :meth:`advance`)."""
+        self.buffer(fixes, now)
+        return self.advance(now)
+
+    def buffer(self, fixes: Iterable[Fix], now: datetime) -> None:
+        """Put fixes in the reorder buffer without evaluating anything (``now`` tells a fix that
+        arrived late from one that did not when it has no ``received_at``); :meth:`advance` releases."""
         for fix in fixes:
             self.stats.fixes_received += 1
             resp = self._responders.get(fix.responder_id)
@@ -159,15 +165,19 @@ class FenceEngine:
             arrived = fix.received_at if fix.received_at is not None else now
             arrived_late = arrived - fix.fix_time > self.reorder_window
             heapq.heappush(self._heap, (fix.fix_time, fix.responder_id, fix.seq, self._counter, fix, arrived_late))
-        return self.advance(now)
 
-    def advance(self, now: datetime) -> list[FenceEvent]:
-        """Expire fences, then evaluate buffered fixes with ``fix_time <= now - window`` in order."""
+    def advance(self, now: datetime, limit: int | None = None) -> list[FenceEvent]:
+        """Expire fences, then evaluate buffered fixes with ``fix_time <= now - window`` in order.
+
+        ``limit``: evaluate at most that many (the earliest); the rest stay buffered for the next
+        call (see :meth:`due`), so a caller can interleave other work. Evaluating in several calls
+        gives the same events as in one."""
         events = self.expire(now)
         cutoff = now - self.reorder_window
         released: list[tuple[Fix, bool]] = []
         heap = self._heap
-        while heap and heap[0][0] <= cutoff:
+        room = len(heap) if limit is None else limit
+        while heap and heap[0][0] <= cutoff and len(released) < room:
             item = heapq.heappop(heap)
             released.append((item[4], item[5]))
         if released:
@@ -176,6 +186,15 @@ class FenceEngine:
 
     def pending_fixes(self) -> int:
         return len(self._heap)
+
+    def due(self, now: datetime) -> bool:
+        """Whether a buffered fix is ready to be evaluated at ``now``."""
+        return bool(self._heap) and self._heap[0][0] <= now - self.reorder_window
+
+    def next_release(self) -> datetime | None:
+        """When the earliest buffered fix leaves the reorder window (:meth:`advance` at or after
+        this time evaluates it), or None when nothing is buffered."""
+        return self._heap[0][0] + self.reorder_window if self._heap else None
 
     def pending_min_seq(self) -> int | None:
         """Smallest ingest ``seq`` still buffered: a safe "consumed up to" checkpoint is below it."""

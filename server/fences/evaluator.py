@@ -66,6 +66,13 @@ TAKEOVERS = Counter("sitrep_fence_takeovers_total", "Times this worker became th
 GAP_SKIPS = Counter("sitrep_fence_seq_gaps_skipped_total", "Position seqs skipped as never committed")
 LAG = Gauge("sitrep_fence_lag_seconds", "Received-to-evaluated lag of the newest consumed fix", multiprocess_mode="max")
 
+EVAL_CHUNK = 1000
+"""Fixes evaluated between two event-loop turns (~20-60 ms of engine work)."""
+PAYLOAD_CHUNK = 2000
+"""Event payloads built between two event-loop turns."""
+MIN_CYCLE_S = 0.02
+"""Shortest wait between cycles when held fixes are due (a cycle costs a read and a write transaction)."""
+
 CHANGED_FENCE_MARGIN = timedelta(seconds=30)
 """On takeover, fences changed this close to the previous leader's last commit are re-evaluated."""
 
@@ -273,7 +280,7 @@ class FenceEvaluator:
             if n:
                 self.read_seq = int(rows[n - 1]["seq"])
                 LAG.set(max(0.0, (now - rows[n - 1]["received_at"]).total_seconds()))
-            events += self.engine.add_fixes(fixes, now) if fixes else self.engine.advance(now)
+            events += await self._evaluate(fixes, now)
             self.engine.drain_late()
             touched = self.engine.drain_evaluated()
             if self.gaps.skipped:
@@ -285,7 +292,29 @@ class FenceEvaluator:
                 continue
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), s.fence_poll_ms / 1000)
+                await asyncio.wait_for(self._wake.wait(), self._idle_s(s.fence_poll_ms / 1000))
+
+    def _idle_s(self, poll_s: float) -> float:
+        """How long to wait for new positions: the poll interval, or less when a held fix leaves
+        the reorder window sooner (it is evaluated then, not up to a poll interval later), but at
+        least :data:`MIN_CYCLE_S` so cycles (one read and one write transaction each) stay batched."""
+        due = self.engine.next_release()
+        if due is None:
+            return poll_s
+        return min(poll_s, max(MIN_CYCLE_S, (due - store.utcnow()).total_seconds()))
+
+    async def _evaluate(self, fixes: list[Fix], now: datetime) -> list[FenceEvent]:
+        """Buffer the fixes read and evaluate those due, :data:`EVAL_CHUNK` at a time, giving the
+        event loop a turn between chunks: the previous cycle's write (same loop) keeps feeding
+        PostgreSQL (COPY data, next statement) while a large batch is evaluated."""
+        engine = self.engine
+        if fixes:
+            engine.buffer(fixes, now)
+        events = engine.advance(now, EVAL_CHUNK)
+        while engine.due(now):
+            await asyncio.sleep(0)
+            events += engine.advance(now, EVAL_CHUNK)
+        return events
 
     async def _apply_notes(
         self, conn: asyncpg.Connection, notes: list[str], now: datetime
@@ -372,6 +401,8 @@ class FenceEvaluator:
         last committed checkpoint), so both may run ahead of what is committed.
         """
         batch = self._prepare(events, touched, deletes=deletes, end_expired=end_expired)
+        if batch is not None:
+            batch.payloads = await self._payloads(events)
         await self._settle()
         if batch is not None:
             self._inflight = asyncio.create_task(self._write(conn, batch), name="fence-write")
@@ -413,14 +444,24 @@ class FenceEvaluator:
         if not (events or upserts or dels or positions or end_expired) and checkpoint == self._planned:
             return None
         self._planned = checkpoint
-        payloads = [to_tile38(e, hook=e.fence_name or e.fence_id) for e in events]
         hazard_notes: tuple[list[str], list[str], list[str]] = ([], [], [])
         for e in events:
             if e.fence_kind == "hazard" and e.detect in store.HAZARD_DETECTS:
                 hazard_notes[0].append(e.responder_id)
                 hazard_notes[1].append(e.detect)
                 hazard_notes[2].append(e.fence_id)
-        return _Write(checkpoint, events, payloads, upserts, dels, positions, end_expired, hazard_notes)
+        return _Write(checkpoint, events, [], upserts, dels, positions, end_expired, hazard_notes)
+
+    @staticmethod
+    async def _payloads(events: list[FenceEvent]) -> list[dict[str, Any]]:
+        """Tile38-shaped payloads, :data:`PAYLOAD_CHUNK` at a time with a loop turn between (a
+        first-fix burst is tens of thousands of events, and the previous write runs meanwhile)."""
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(events), PAYLOAD_CHUNK):
+            if start:
+                await asyncio.sleep(0)
+            out += [to_tile38(e, hook=e.fence_name or e.fence_id) for e in events[start : start + PAYLOAD_CHUNK]]
+        return out
 
     async def _write(self, conn: asyncpg.Connection, w: _Write) -> None:
         events, payloads = w.events, w.payloads

@@ -85,3 +85,55 @@ def test_rfc3339_is_utc_with_z_and_microseconds_when_present():
         assert rfc3339(t) == expected
         assert rfc3339(t.astimezone(timezone(timedelta(hours=-5)))) == expected
         assert rfc3339(t.replace(tzinfo=timezone(timedelta(0)))) == expected
+
+
+def test_advancing_in_chunks_gives_the_events_of_one_advance():
+    """The evaluator releases due fixes a chunk at a time (advance(limit=...)); same events, same state."""
+    from geo.fences import Fence, FenceEngine, Fix
+
+    rng = random.Random(4)
+    fences = [
+        Fence(
+            id=f"f{i}",
+            geometry=point_buffer(
+                -92 + 0.02 * rng.random(), 41 + 0.02 * rng.random(), rng.uniform(200, 900), segments=12
+            ),
+            detect=frozenset({"enter", "exit", "inside", "outside", "dwell"})
+            if i % 2
+            else frozenset({"enter", "exit"}),
+            dwell_s=20.0 if i % 3 == 0 else 0.0,
+            hysteresis_m=30.0 if i % 4 == 0 else 0.0,
+        )
+        for i in range(12)
+    ]
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    fixes = []
+    pos = {f"r{k}": [-92 + 0.02 * rng.random(), 41 + 0.02 * rng.random()] for k in range(40)}
+    for step in range(60):
+        for rid, p in pos.items():
+            p[0] += rng.uniform(-0.0015, 0.0015)
+            p[1] += rng.uniform(-0.0015, 0.0015)
+            jitter = timedelta(seconds=rng.uniform(-4, 0))
+            fixes.append(
+                Fix(responder_id=rid, fix_time=t0 + timedelta(seconds=5 * step) + jitter, lon=p[0], lat=p[1],
+                    accuracy_m=rng.choice([None, 5.0, 60.0]), seq=len(fixes) + 1)
+            )  # fmt: skip
+    rng.shuffle(fixes)
+    whole, chunked = FenceEngine(10.0), FenceEngine(10.0)
+    whole.upsert_fences(fences, t0)
+    chunked.upsert_fences(fences, t0)
+    a, b = [], []
+    for start in range(0, len(fixes), 300):
+        now = t0 + timedelta(seconds=start / 8)
+        a += whole.add_fixes(fixes[start : start + 300], now)
+        chunked.buffer(fixes[start : start + 300], now)
+        b += chunked.advance(now, limit=7)
+        while chunked.due(now):
+            b += chunked.advance(now, limit=7)
+    end = t0 + timedelta(hours=1)
+    a += whole.advance(end)
+    while chunked.due(end):
+        b += chunked.advance(end, limit=5)
+    assert a and a == b
+    assert whole.snapshot() == chunked.snapshot()
+    assert chunked.next_release() is None and not chunked.due(end)
