@@ -199,13 +199,24 @@ class _Http:
         self.all: list[asyncio.StreamWriter] = []
 
     async def post(self, body: bytes) -> tuple[int, bytes]:
-        if self.idle:
+        request = self.head + str(len(body)).encode() + b"\r\n\r\n" + body
+        reused = bool(self.idle)
+        if reused:
             reader, writer = self.idle.pop()
         else:
-            reader, writer = await asyncio.open_connection(self.host, self.port)
-            self.all.append(writer)
-        writer.write(self.head + str(len(body)).encode() + b"\r\n\r\n" + body)
-        head = await reader.readuntil(b"\r\n\r\n")
+            reader, writer = await self._connect()
+        writer.write(request)
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            if not reused or (isinstance(exc, asyncio.IncompleteReadError) and exc.partial):
+                raise
+            # The server closed this idle keep-alive connection before reading the request: resend
+            # on a new one (what HTTP clients do for a request the server never saw).
+            writer.close()
+            reader, writer = await self._connect()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
         length = 0
         for line in head.split(b"\r\n")[1:]:
@@ -214,6 +225,11 @@ class _Http:
         data = await reader.readexactly(length) if length else b""
         self.idle.append((reader, writer))
         return status, data
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        self.all.append(writer)
+        return reader, writer
 
     def close(self) -> None:
         for w in self.all:
