@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from itertools import filterfalse
 from typing import Any
 
 from . import compact
@@ -252,9 +253,9 @@ class Group:
             # A meta array starts with its responder's id, so "this very meta was the last one sent
             # for its responder" is set membership: one C-level pass while nothing changed.
             if not known.issuperset(map(tick.metas.__getitem__, cols)):
-                # Some responder entered the box or changed its meta: just those (a set difference).
+                # Some responder entered the box or changed its meta: just those.
                 key_of = tick.key_of_meta
-                for m in set(map(tick.metas.__getitem__, cols)).difference(known):
+                for m in filterfalse(known.__contains__, map(tick.metas.__getitem__, cols)):
                     if m is None:
                         continue  # a delete
                     k = key_of[m]
