@@ -14,6 +14,20 @@ export const BASE_STYLE = {
 
 const EMPTY = { type: "FeatureCollection", features: [] };
 
+let fetched = null;
+
+/**
+ * Fetch and parse both TopoJSON files at once; the login page starts this while the user types, and the map
+ * reuses the same promise. A failure is forgotten so that the next map retries.
+ */
+export function prefetchBasemap() {
+  fetched ??= Promise.all([countriesUrl, usUrl].map((url) => fetch(url).then((r) => r.json()))).catch((e) => {
+    fetched = null;
+    throw e;
+  });
+  return fetched;
+}
+
 export function addBasemap(map) {
   map.addSource("countries", { type: "geojson", data: EMPTY });
   map.addSource("us-states", { type: "geojson", data: EMPTY });
@@ -39,9 +53,8 @@ export function addBasemap(map) {
     paint: { "line-color": "#857d70", "line-width": ["interpolate", ["linear"], ["zoom"], 3, 0.6, 9, 1.6] },
   });
   const loaded = (async () => {
-    const world = await (await fetch(countriesUrl)).json();
+    const [world, us] = await prefetchBasemap();
     map.getSource("countries").setData(feature(world, world.objects.countries));
-    const us = await (await fetch(usUrl)).json();
     map.getSource("us-states").setData(mesh(us, us.objects.states, (a, b) => a !== b));
     map.getSource("us-counties").setData(mesh(us, us.objects.counties, (a, b) => a !== b));
   })();

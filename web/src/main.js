@@ -65,6 +65,8 @@ function showLogin(message) {
     btn,
   );
   clear(app, h("main", { id: "main", class: "login-page" }, form));
+  // The basemap (1.5 MB of TopoJSON) downloads while the user types, not after the login.
+  import("./basemap.js").then((m) => m.prefetchBasemap()).catch(() => {});
 }
 
 function header(route) {
