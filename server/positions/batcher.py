@@ -26,11 +26,10 @@ from typing import TYPE_CHECKING
 import asyncpg
 from prometheus_client import Counter, Histogram
 
-from geo.h3index import cell_to_str
-
 from ..bus import Change
 from ..errors import Unavailable
 from ..maintenance import ensure_partitions
+from . import live
 from .fixes import Fix
 from .writer import Latest, Written, write_fixes
 
@@ -255,27 +254,19 @@ def _merge(batch: list[_Submission]) -> tuple[list[Fix], list[int] | None]:
 
 
 def position_change(fix: Fix, latest: Latest) -> Change:
-    rid = str(fix.responder_id)
-    team = latest.team_id
-    return Change(
-        topic="positions",
-        key=rid,
-        data={
-            "id": rid,
-            "callsign": latest.callsign,
-            "lon": fix.lon,
-            "lat": fix.lat,
-            "fix_time": fix.fix_time.isoformat().replace("+00:00", "Z"),
-            "accuracy_m": fix.accuracy_m,
-            "speed_mps": fix.speed_mps,
-            "heading_deg": fix.heading_deg,
-            "battery_pct": fix.battery_pct,
-            "status": latest.status,
-            "stale": bool(latest.stale),
-            "h3": cell_to_str(fix.h3),
-        },
-        accepted_at=fix.accepted_at,
+    return live.position_change(
+        str(fix.responder_id),
+        callsign=latest.callsign,
         lon=fix.lon,
         lat=fix.lat,
-        team_id=str(team) if team else None,
+        fix_time=fix.fix_time,
+        accuracy_m=fix.accuracy_m,
+        speed_mps=fix.speed_mps,
+        heading_deg=fix.heading_deg,
+        battery_pct=fix.battery_pct,
+        status=latest.status,
+        stale=latest.stale,
+        h3=fix.h3,
+        team_id=latest.team_id,
+        accepted_at=fix.accepted_at,
     )

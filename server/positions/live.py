@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -27,31 +28,65 @@ WHERE lp.responder_id = ANY($1::uuid[])
 """
 
 
-def change_from_row(row: Any, *, accepted_at: float | None = None) -> Change:
-    """The ``positions`` change for one joined latest-position + responder row."""
-    rid = str(row["responder_id"])
-    team = row["team_id"]
+def position_change(
+    responder_id: str,
+    *,
+    callsign: str | None,
+    lon: float,
+    lat: float,
+    fix_time: datetime,
+    accuracy_m: float | None,
+    speed_mps: float | None,
+    heading_deg: float | None,
+    battery_pct: float | None,
+    status: str | None,
+    stale: bool,
+    h3: int,
+    team_id: uuid.UUID | str | None,
+    accepted_at: float,
+) -> Change:
+    """The one shape of a ``positions`` change, whatever produced it (a committed fix or a stored row)."""
     return Change(
         topic="positions",
-        key=rid,
+        key=responder_id,
         data={
-            "id": rid,
-            "callsign": row["callsign"],
-            "lon": row["lon"],
-            "lat": row["lat"],
-            "fix_time": row["fix_time"].isoformat().replace("+00:00", "Z"),
-            "accuracy_m": row["accuracy_m"],
-            "speed_mps": row["speed_mps"],
-            "heading_deg": row["heading_deg"],
-            "battery_pct": row["battery_pct"],
-            "status": row["status"],
-            "stale": bool(row["stale"]),
-            "h3": cell_to_str(row["h3"]),
+            "id": responder_id,
+            "callsign": callsign,
+            "lon": lon,
+            "lat": lat,
+            "fix_time": fix_time.isoformat().replace("+00:00", "Z"),
+            "accuracy_m": accuracy_m,
+            "speed_mps": speed_mps,
+            "heading_deg": heading_deg,
+            "battery_pct": battery_pct,
+            "status": status,
+            "stale": bool(stale),
+            "h3": cell_to_str(h3),
         },
-        accepted_at=time.time() if accepted_at is None else accepted_at,
+        accepted_at=accepted_at,
+        lon=lon,
+        lat=lat,
+        team_id=str(team_id) if team_id else None,
+    )
+
+
+def change_from_row(row: Any, *, accepted_at: float | None = None) -> Change:
+    """The ``positions`` change for one joined latest-position + responder row."""
+    return position_change(
+        str(row["responder_id"]),
+        callsign=row["callsign"],
         lon=row["lon"],
         lat=row["lat"],
-        team_id=str(team) if team else None,
+        fix_time=row["fix_time"],
+        accuracy_m=row["accuracy_m"],
+        speed_mps=row["speed_mps"],
+        heading_deg=row["heading_deg"],
+        battery_pct=row["battery_pct"],
+        status=row["status"],
+        stale=row["stale"],
+        h3=row["h3"],
+        team_id=row["team_id"],
+        accepted_at=time.time() if accepted_at is None else accepted_at,
     )
 
 
