@@ -106,6 +106,22 @@ def position_array(
     )
 
 
+def row_position_array(r: Any) -> bytes:
+    """:func:`position_array` of a stored live-position row (``id``, ``lon``, ``lat``, ``fix_time``,
+    ``speed_mps``, ``heading_deg``, ``accuracy_m``, ``stale``, ``accepted_at``): snapshots and the live table."""
+    return position_array(
+        r["id"],
+        r["lon"],
+        r["lat"],
+        r["fix_time"],
+        r["speed_mps"],
+        r["heading_deg"],
+        r["accuracy_m"],
+        r["stale"],
+        r["accepted_at"],
+    )
+
+
 def meta_array(
     rid: str, callsign: str | None, status: str | None, team_id: str | None, battery_pct: float | None
 ) -> bytes:

@@ -113,17 +113,7 @@ class LivePositions:
                 r["lat"],
                 r["team_id"],
                 compact._ms(r["fix_time"]) or 0,
-                compact.position_array(
-                    rid,
-                    r["lon"],
-                    r["lat"],
-                    r["fix_time"],
-                    r["speed_mps"],
-                    r["heading_deg"],
-                    r["accuracy_m"],
-                    r["stale"],
-                    r["accepted_at"],
-                ),
+                compact.row_position_array(r),
                 meta,
                 r["item"].encode(),
             )

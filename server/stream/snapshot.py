@@ -156,19 +156,7 @@ async def load(
                 continue
             rid = r["id"]
             metas[rid] = compact.meta_array(rid, r["callsign"], r["status"], r["team_id"], r["battery_pct"])
-            positions.append(
-                compact.position_array(
-                    rid,
-                    r["lon"],
-                    r["lat"],
-                    r["fix_time"],
-                    r["speed_mps"],
-                    r["heading_deg"],
-                    r["accuracy_m"],
-                    r["stale"],
-                    r["accepted_at"],
-                )
-            )
+            positions.append(compact.row_position_array(r))
     elif "positions" in topics and scope.kind != "public":
         assert conn is not None
         rows = await conn.fetch(POSITIONS_SQL, *box, everyone, team, rsp, limit)
