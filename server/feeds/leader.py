@@ -116,17 +116,20 @@ class FeedLeader:
         """Run the ingesters until the lock connection fails (or cancellation)."""
         rt = self.runtime
         s = rt.settings.feeds
-        self.is_leader = True
-        FEED_LEADER.set(1)
         fetcher = FeedFetcher(FetchSettings(user_agent=s.feed_contact))
         sched_task: asyncio.Task[None] | None = None
+        # LISTEN before anything else: a reload or poll asked while the rows load and the counties
+        # are checked is held here and handled once the scheduler exists, not lost.
+        early: list[str] | None = []
 
         def on_notify(_c: object, _pid: int, _channel: str, payload: str) -> None:
-            task = asyncio.create_task(self._on_notify(payload))
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+            if early is not None:
+                early.append(payload)
+                return
+            self._spawn_notify(payload)
 
         try:
+            await conn.add_listener(repo.NOTIFY_CHANNEL, on_notify)
             try:
                 await ensure_counties(rt.pool, Path(s.feed_boundaries_dir))
             except (OSError, asyncpg.PostgresError, ValueError) as exc:
@@ -136,8 +139,14 @@ class FeedLeader:
             resolver = DbZoneResolver(rt.pool, fetcher, s.feed_base_url or "https://api.weather.gov")
             sink = PgFeedSink(rt.pool, rt.bus, fencing=self.holds_lock)
             self.scheduler = FeedScheduler([repo.config_of(r) for r in rows], sink, fetcher, resolver=resolver)
-            await conn.add_listener(repo.NOTIFY_CHANNEL, on_notify)
+            # Leadership is announced (gauge, fencing) only once requests can be served.
+            self.is_leader = True
+            FEED_LEADER.set(1)
             sched_task = asyncio.create_task(self.scheduler.run(), name="feed-scheduler")
+            held = early or []
+            early = None
+            for payload in held:
+                self._spawn_notify(payload)
             await asyncio.sleep(0)
             for name, health in self.scheduler.health().items():
                 observe(name, health)
@@ -156,6 +165,11 @@ class FeedLeader:
             with contextlib.suppress(Exception):
                 await conn.remove_listener(repo.NOTIFY_CHANNEL, on_notify)
             await fetcher.aclose()
+
+    def _spawn_notify(self, payload: str) -> None:
+        task = asyncio.create_task(self._on_notify(payload))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     async def _on_notify(self, payload: str) -> None:
         action, _, name = payload.partition(":")
