@@ -11,6 +11,8 @@
    d. twice the sustainable batch load: 503s and worker RSS (memory must stay bounded).
 
 Run: `.venv/bin/python bench/ingest.py`. Client and server share the machine's cores.
+`--phases 2b` runs only the listed phases (comma separated: 1, 2a, 2b, 2c, 2d; default all); the
+ratio lines need phase 1. `--profile SECONDS` records one worker with py-spy during 2b's closed loop.
 """
 
 from __future__ import annotations
@@ -432,17 +434,20 @@ def fmt(d: dict[str, float]) -> str:
     return " ".join(f"{k}={v:,.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in d.items())
 
 
-async def main() -> None:
+async def main(phases: set[str], profile_s: int = 0) -> None:
     print(
         f"# bench/ingest  {stamp()}  cores={os.cpu_count()}  loadavg={os.getloadavg()[0]:.1f} (other work on the box)"
+        f"  phases={','.join(sorted(phases))}"
     )
     with bench_stack("ingest", workers=2, SITREP_LOG_LEVEL="ERROR") as (server, env):
         url = env["SITREP_DATABASE_URL"]
         t0 = time.monotonic()
         devices = await add_responders(url, N_RESPONDERS)
         print(f"setup: {N_RESPONDERS} extra responders with devices and live positions in {time.monotonic() - t0:.1f}s")
-        raw = await raw_ceiling(url, devices, seconds=8)
-        print(f"1. raw ceiling (unnest, 100-fix batches, 2 connections, commit per batch): {raw:,.0f} fixes/s")
+        raw = float("nan")
+        if "1" in phases:
+            raw = await raw_ceiling(url, devices, seconds=8)
+            print(f"1. raw ceiling (unnest, 100-fix batches, 2 connections, commit per batch): {raw:,.0f} fixes/s")
         clock = Clock()
         port = server.port
         token = await login(port)
@@ -451,63 +456,138 @@ async def main() -> None:
         # so the per-worker device-token and responder caches are warm after the first pass.
         active = devices[:2000]
 
-        batch = await http_batches(port, active, clock, seconds=10, concurrency=16)
-        print(f"2a. HTTP 100-fix batches (16 clients): {fmt(batch)}")
-        print(f"    ratio to raw: {batch['fixes_per_s'] / raw:.2f}  (target >= 15,000 fixes/s and >= 0.5)")
+        if "2a" in phases:
+            batch = await http_batches(port, active, clock, seconds=10, concurrency=16)
+            print(f"2a. HTTP 100-fix batches (16 clients): {fmt(batch)}")
+            print(f"    ratio to raw: {batch['fixes_per_s'] / raw:.2f}  (target >= 15,000 fixes/s and >= 0.5)")
 
-        pid = server.proc.pid
-        c0, t0 = cpu_seconds(pid), time.monotonic()
-        peak = await asyncio.to_thread(osmand_wrk, server.url, active, clock, 8, 64, None)
-        cpu = (cpu_seconds(pid) - c0) / (time.monotonic() - t0)
-        print(f"2b. OsmAnd one fix/request, wrk closed loop (64 conns): {fmt(peak)}  server CPU {cpu:.2f} cores")
-        steady = await asyncio.to_thread(osmand_wrk, server.url, active, clock, 8, 128, 5000.0)
-        print(f"    OsmAnd paced at 5,000/s offered (128 conns): {fmt(steady)}  (target: 5,000/s, p95 < 50 ms)")
-        print(f"    ratio to raw: {peak['fixes_per_s'] / raw:.2f}")
-        py = await osmand_load(port, active, clock, 5, rate=None, connections=64)
-        print(f"    (the same from the Python asyncio client, closed loop: {fmt(py)})")
+        if "2b" in phases:
+            pid = server.proc.pid
+            profiler = _start_profile(pid, profile_s) if profile_s else None
+            peak, cpu, client = await _measured(pid, osmand_wrk, server.url, active, clock, 8, 64, None)
+            print(f"2b. OsmAnd one fix/request, wrk closed loop (64 conns): {fmt(peak)}  server CPU {cpu:.2f} cores")
+            print(f"    {_per_request(peak, cpu, client)}")
+            if profiler is not None:
+                profiler.wait()
+                print(f"    py-spy profile of one worker: {PROFILE_SVG}")
+            steady, cpu, client = await _measured(pid, osmand_wrk, server.url, active, clock, 8, 128, 5000.0)
+            print(f"    OsmAnd paced at 5,000/s offered (128 conns): {fmt(steady)}  (target: 5,000/s, p95 < 50 ms)")
+            print(f"    server CPU {cpu:.2f} cores; {_per_request(steady, cpu, client)}")
+            print(f"    ratio to raw: {peak['fixes_per_s'] / raw:.2f}")
+            py = await osmand_load(port, active, clock, 5, rate=None, connections=64)
+            print(f"    (the same from the Python asyncio client, closed loop: {fmt(py)})")
 
-        ingest = asyncio.create_task(asyncio.to_thread(osmand_wrk, server.url, active, clock, 9, 128, 5000.0))
-        await asyncio.sleep(0.5)
-        q = await query_latency(port, token, seconds=8)
-        bg = await ingest
-        print(
-            f"2c. queries with {N_RESPONDERS + 240} responders while OsmAnd ingest runs (achieved {bg['fixes_per_s']:,.0f}/s):"
-        )
-        for k, v in q.items():
-            print(f"    {k}: {fmt(v)}  (target p95 < 20 ms)")
-        # The same queries while 5,000 fixes/s arrive the way a fleet gateway or the devices WebSocket
-        # delivers them: 100-fix batches, paced (50 requests/s).
-        ingest = asyncio.create_task(http_batches(port, active, clock, seconds=9, concurrency=5, rate=5000.0))
-        await asyncio.sleep(0.5)
-        q = await query_latency(port, token, seconds=8)
-        bg = await ingest
-        print(
-            f"    the same while 100-fix batches arrive at 5,000 fixes/s offered (achieved {bg['fixes_per_s']:,.0f}/s,"
-            f" p95 ack {bg['p95_ms']:,.1f} ms):"
-        )
-        for k, v in q.items():
-            print(f"    {k}: {fmt(v)}  (target p95 < 20 ms)")
+        if "2c" in phases:
+            ingest = asyncio.create_task(asyncio.to_thread(osmand_wrk, server.url, active, clock, 9, 128, 5000.0))
+            await asyncio.sleep(0.5)
+            q = await query_latency(port, token, seconds=8)
+            bg = await ingest
+            print(
+                f"2c. queries with {N_RESPONDERS + 240} responders while OsmAnd ingest runs"
+                f" (achieved {bg['fixes_per_s']:,.0f}/s):"
+            )
+            for k, v in q.items():
+                print(f"    {k}: {fmt(v)}  (target p95 < 20 ms)")
+            # The same queries while 5,000 fixes/s arrive the way a fleet gateway or the devices WebSocket
+            # delivers them: 100-fix batches, paced (50 requests/s).
+            ingest = asyncio.create_task(http_batches(port, active, clock, seconds=9, concurrency=5, rate=5000.0))
+            await asyncio.sleep(0.5)
+            q = await query_latency(port, token, seconds=8)
+            bg = await ingest
+            print(
+                f"    the same while 100-fix batches arrive at 5,000 fixes/s offered (achieved {bg['fixes_per_s']:,.0f}/s,"
+                f" p95 ack {bg['p95_ms']:,.1f} ms):"
+            )
+            for k, v in q.items():
+                print(f"    {k}: {fmt(v)}  (target p95 < 20 ms)")
 
-        rss_before = rss_mb(server.proc.pid)
-        over = asyncio.create_task(http_batches(port, active, clock, seconds=8, concurrency=64))
-        samples = []
-        for _ in range(7):
-            await asyncio.sleep(1)
-            samples.append(rss_mb(server.proc.pid))
-        o = await over
-        print(f"2d. overload (64 clients of 100-fix batches, ~4x the clients of 2a): {fmt(o)}")
-        print(
-            f"    server RSS (all processes): start {rss0:,.0f} MB, before {rss_before:,.0f} MB, "
-            f"during max {max(samples):,.0f} MB, after {rss_mb(server.proc.pid):,.0f} MB"
-        )
+        if "2d" in phases:
+            rss_before = rss_mb(server.proc.pid)
+            over = asyncio.create_task(http_batches(port, active, clock, seconds=8, concurrency=64))
+            samples = []
+            for _ in range(7):
+                await asyncio.sleep(1)
+                samples.append(rss_mb(server.proc.pid))
+            o = await over
+            print(f"2d. overload (64 clients of 100-fix batches, ~4x the clients of 2a): {fmt(o)}")
+            print(
+                f"    server RSS (all processes): start {rss0:,.0f} MB, before {rss_before:,.0f} MB, "
+                f"during max {max(samples):,.0f} MB, after {rss_mb(server.proc.pid):,.0f} MB"
+            )
         conn = await asyncpg.connect(url)
         stored = await conn.fetchval("SELECT count(*) FROM positions")
         await conn.close()
         print(f"positions rows at the end: {stored:,}  loadavg={os.getloadavg()[0]:.1f}")
 
 
+PHASES = ("1", "2a", "2b", "2c", "2d")
+PROFILE_SVG = "/tmp/sitrep-bench-ingest-osmand.txt"  # collapsed stacks (py-spy --format raw)
+
+
+async def _measured(pid: int, fn: Any, *args: Any) -> tuple[dict[str, float], float, float]:
+    """``fn(*args)`` in a thread, with the server's CPU (cores) and the client's (wrk: waited-for children)."""
+    c0, k0, t0 = cpu_seconds(pid), _children_cpu(), time.monotonic()
+    out = await asyncio.to_thread(fn, *args)
+    elapsed = time.monotonic() - t0
+    return out, (cpu_seconds(pid) - c0) / elapsed, (_children_cpu() - k0) / elapsed
+
+
+def _children_cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _per_request(out: dict[str, float], server_cores: float, client_cores: float) -> str:
+    rps = max(1.0, out["fixes_per_s"])
+    return (
+        f"server CPU per request {server_cores / rps * 1e6:,.0f} us; "
+        f"client (wrk) CPU {client_cores:.2f} cores ({client_cores / rps * 1e6:,.0f} us/request)"
+    )
+
+
+def _start_profile(pid: int, seconds: int) -> Any:
+    """py-spy on the first worker (a child of uvicorn's supervisor) for ``seconds``."""
+    import subprocess
+
+    from _harness import _children
+
+    workers = [p for p in _children(pid) if "multiprocessing" not in Path(f"/proc/{p}/cmdline").read_text()]
+    target = workers[0] if workers else pid
+    spy = Path(sys.executable).with_name("py-spy")
+    return subprocess.Popen(
+        [
+            str(spy),
+            "record",
+            "-p",
+            str(target),
+            "-d",
+            str(seconds),
+            "-r",
+            "200",
+            "-o",
+            PROFILE_SVG,
+            "--format",
+            "raw",
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 if __name__ == "__main__":
+    import argparse
+
     import uvloop
 
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--phases", default=",".join(PHASES), help="comma-separated subset of 1,2a,2b,2c,2d")
+    parser.add_argument("--profile", type=int, default=0, metavar="SECONDS", help="py-spy one worker during 2b")
+    args = parser.parse_args()
+    chosen = {p.strip() for p in args.phases.split(",") if p.strip()}
+    if chosen - set(PHASES):
+        parser.error(f"unknown phases {sorted(chosen - set(PHASES))}; known: {', '.join(PHASES)}")
     uvloop.install()
-    asyncio.run(main())
+    asyncio.run(main(chosen, args.profile))

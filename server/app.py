@@ -11,6 +11,7 @@ from typing import Any
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.static_files import create_static_files_router
@@ -31,7 +32,7 @@ from .observability import configure_logging
 from .ops.controller import ops_handlers
 from .outbox.controller import WebhookController
 from .outbox.dispatcher import OutboxDispatcher
-from .positions import position_components, position_handlers
+from .positions import position_components, position_fast_paths, position_handlers
 from .problems import EXCEPTION_HANDLERS
 from .resources.controller import ResourceController
 from .runtime import Component, Runtime
@@ -114,7 +115,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return Litestar(
         route_handlers=handlers,
         lifespan=[lifespan],
-        middleware=[sitrep_middleware],
+        middleware=[DefineMiddleware(sitrep_middleware, fast_paths=position_fast_paths())],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.server.max_body_bytes,
         state=State({"runtime": runtime}),

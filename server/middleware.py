@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import secrets
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,7 +27,11 @@ _ID_COUNTER = itertools.count(1)
 _UNLIMITED = ("/health", "/ready", "/metrics")
 
 
-def sitrep_middleware(app: ASGIApp) -> ASGIApp:
+def sitrep_middleware(app: ASGIApp, fast_paths: Mapping[tuple[str, str], ASGIApp] | None = None) -> ASGIApp:
+    """``fast_paths``: (method, route) -> a pure-ASGI app answering instead of the Litestar handler, after
+    routing and everything here (high-rate endpoints such as ``/osmand``; the route stays registered)."""
+    fast = dict(fast_paths or {})
+
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await app(scope, receive, send)
@@ -60,8 +65,9 @@ def sitrep_middleware(app: ASGIApp) -> ASGIApp:
                 await problem_asgi_response(exc, scope, send_wrapper)
                 _observe(scope, status_holder[0], started)
                 return
+        handler = fast.get((scope.get("method"), scope.get("path_template"))) if fast else None
         try:
-            await app(scope, receive, send_wrapper)
+            await (handler or app)(scope, receive, send_wrapper)
         finally:
             if scope["type"] == "http":
                 _observe(scope, status_holder[0], started)

@@ -31,6 +31,13 @@ def position_handlers() -> list[Any]:
     ]
 
 
+def position_fast_paths() -> dict[tuple[str, str], Any]:
+    """(method, route) -> the pure-ASGI app the middleware runs instead of the Litestar handler."""
+    from .osmand_http import OSMAND_PATH, serve_osmand
+
+    return {("GET", OSMAND_PATH): serve_osmand, ("POST", OSMAND_PATH): serve_osmand}
+
+
 def position_components(settings: Settings) -> list[Any]:
     from .batcher import IngestBatcher
     from .staleness import StalenessLeader
