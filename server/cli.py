@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -19,8 +20,6 @@ def _state_dir() -> Path:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     settings = load_settings()
     host = args.host or settings.server.host
     port = args.port or settings.server.port
@@ -37,6 +36,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     metrics_dir.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     _raise_open_files()
+    # uvicorn re-raises the SIGTERM it handled once it has shut down gracefully; exiting through
+    # Python (status 143, as a killed process reports) lets the cleanup below run.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+    try:
+        _run_uvicorn(host, port, workers)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)  # a per-port directory: nothing else reads it
+    return 0
+
+
+def _run_uvicorn(host: str, port: int, workers: int) -> None:
+    import uvicorn
+
     uvicorn.run(
         "server.app:create_app",
         factory=True,
@@ -59,7 +71,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=10,
         proxy_headers=False,
     )
-    return 0
 
 
 def _raise_open_files() -> None:

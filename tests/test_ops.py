@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import httpx
 
 from tests.conftest import Database, ServerProcess, sitrep_env, start_redis, start_server
@@ -68,6 +71,8 @@ async def test_ready_is_503_when_redis_stops(database: Database, tmp_path) -> No
     finally:
         srv.stop()
         redis.stop()
+    # a stopped server leaves no metrics directory behind in /tmp
+    assert not (Path(tempfile.gettempdir()) / f"sitrep-metrics-{srv.port}").exists()
 
 
 def test_refuses_default_secret_off_loopback() -> None:
