@@ -75,11 +75,22 @@ def sitrep_middleware(app: ASGIApp, fast_paths: Mapping[tuple[str, str], ASGIApp
     return middleware
 
 
+# (method, route, status) -> the labelled counter and histogram: `.labels()` costs more than the
+# increment itself. Bounded: routes are templates and methods are the routed ones.
+_CHILDREN: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
 def _observe(scope: Scope, status: int, started: float) -> None:
     route = scope.get("path_template") or "unmatched"
     method = scope.get("method", "WS")
-    REQUESTS.labels(method, route, str(status)).inc()
-    LATENCY.labels(method, route).observe(time.perf_counter() - started)
+    children = _CHILDREN.get((method, route, status))
+    if children is None:
+        children = _CHILDREN[(method, route, status)] = (
+            REQUESTS.labels(method, route, str(status)),
+            LATENCY.labels(method, route),
+        )
+    children[0].inc()
+    children[1].observe(time.perf_counter() - started)
 
 
 def _headers(scope: Scope) -> dict[str, str]:
