@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from itertools import filterfalse
 from typing import Any
+
+import numpy as np
 
 from . import compact
 from .area import Area
+from .metatable import MetaTable
 from .scope import Scope
 from .ticks import Batch, Item, delta_frame_body, delta_frame_head
 from .viewer import Frame, ViewerSub
@@ -29,23 +31,30 @@ class TickItems:
     """A router lane's tick: its items (newest per ``(topic, key)``) and, per item, what frames are
     built from, as parallel lists (see :meth:`Group.flush_tick`)."""
 
-    __slots__ = ("_key_of_meta", "all_compact", "compact", "items", "json", "keys", "metas")
+    __slots__ = ("_compact_c", "all_compact", "compact", "items", "json", "keys", "metas", "mids", "rcols", "table")
 
-    def __init__(self, items: list[Item]) -> None:
+    def __init__(self, items: list[Item], table: MetaTable | None = None) -> None:
         self.items = items
         self.keys = [it.key for it in items]
         self.json = [it.json for it in items]
         self.compact = [it.compact for it in items]
         self.metas = [it.meta for it in items]
         self.all_compact = None not in self.compact
-        self._key_of_meta: dict[bytes | None, str] | None = None
+        self.table = table
+        """The worker's meta numbering (compact ticks): each item's responder column and meta id."""
+        self.rcols: np.ndarray | None = None
+        self.mids: np.ndarray | None = None
+        if table is not None:
+            self.rcols, self.mids = table.columns(items)
+        self._compact_c: list[bytes] | None = None
 
     @property
-    def key_of_meta(self) -> dict[bytes | None, str]:
-        """Each item's meta to its key (built on first use)."""
-        if self._key_of_meta is None:
-            self._key_of_meta = dict(zip(self.metas, self.keys, strict=True))
-        return self._key_of_meta
+    def compact_c(self) -> list[bytes]:
+        """Each compact position after a comma (built on first use): a frame's positions are then
+        the first one and these, joined once with the rest of the frame."""
+        if self._compact_c is None:
+            self._compact_c = [b"," + c for c in self.compact]  # type: ignore[operator]
+        return self._compact_c
 
 
 SNAPSHOT_SHARE_S = 1.0
@@ -139,8 +148,10 @@ class Group:
         self.encoding = encoding
         self._meta_sent: dict[str, bytes] = {}
         """compact: per responder, the meta this group last sent (since it last forgot)."""
-        self._meta_known: set[bytes] | None = None
-        """The values of ``_meta_sent`` as a set (None: to be rebuilt), for :meth:`flush_tick`."""
+        self._meta_known: object | None = None
+        """The :class:`.metatable.MetaTable` token while ``_meta_row`` matches ``_meta_sent`` (None: rebuild)."""
+        self._meta_row: np.ndarray | None = None
+        """Per responder column, the id of the meta last sent (see :mod:`.metatable`)."""
         self.snapshots = 0
         """Snapshot reads started for this group."""
         self.meta_canon: dict[str, bytes] = {}
@@ -237,34 +248,57 @@ class Group:
         self._meta_known = None
         self._emit(self._pending_seq, body_fields(items, self.encoding, self._meta_sent))
 
-    def flush_tick(self, seq: int, tick: TickItems, cols: list[int]) -> None:
+    def flush_tick(
+        self, seq: int, tick: TickItems, cols: list[int], at: np.ndarray | None = None, head: bytes | None = None
+    ) -> None:
         """Send the frame of a router lane's tick: the tick's items at ``cols`` (newest per key
-        already), with the same body :func:`body_fields` builds, from the tick's per-item lists
-        (no Python call per item while every meta is one the group already sent)."""
+        already; ``at``: the same as an array), with the same body :func:`body_fields` builds, from
+        the tick's per-item lists (no Python call per item while every meta is one the group
+        already sent: one gather and comparison of meta ids, see :mod:`.metatable`). ``head``: the
+        frame's opening (:func:`.ticks.delta_frame_head`), shared by a tick's frames."""
         if self.encoding == "json":
             self._emit_parts(seq, [b'"items":[', b",".join(map(tick.json.__getitem__, cols)), b"]"])
             return
-        if tick.all_compact:
-            sent = self._meta_sent
+        table = tick.table
+        if tick.all_compact and table is not None:
+            assert tick.rcols is not None and tick.mids is not None
+            if at is None:
+                at = np.array(cols, np.intp)
+            row = self._meta_row
+            if row is None or self._meta_known is not table.token:
+                row = table.row(self._meta_sent)
+                self._meta_known = table.token
+            rc = tick.rcols[at]
+            if len(row) < len(table.index):
+                row = table.fit(row)
+            self._meta_row = row
             meta: list[bytes] = []
-            known = self._meta_known
-            if known is None:
-                known = self._meta_known = set(sent.values())
-            # A meta array starts with its responder's id, so "this very meta was the last one sent
-            # for its responder" is set membership: one C-level pass while nothing changed.
-            if not known.issuperset(map(tick.metas.__getitem__, cols)):
-                # Some responder entered the box or changed its meta: just those.
-                key_of = tick.key_of_meta
-                for m in filterfalse(known.__contains__, map(tick.metas.__getitem__, cols)):
+            unsent = (row[rc] != tick.mids[at]).nonzero()[0]
+            if len(unsent):
+                # Some responder entered the box or changed its meta (or a delete): just those.
+                sent, metas, keys, mids = self._meta_sent, tick.metas, tick.keys, tick.mids
+                for j in unsent.tolist():
+                    c = cols[j]
+                    m = metas[c]
                     if m is None:
                         continue  # a delete
-                    k = key_of[m]
-                    if sent.get(k) != m:
-                        known.discard(sent.get(k))
-                        sent[k] = m
-                        known.add(m)
+                    if sent.get(keys[c]) != m:
+                        sent[keys[c]] = m
                         meta.append(m)
-            self._emit_parts(seq, compact.join_parts([], meta, list(map(tick.compact.__getitem__, cols))))  # type: ignore[arg-type]
+                    row[rc[j]] = mids[c]
+            # The frame in one join: compact.join_parts([], meta, positions) with the positions
+            # taken as the first one and the rest each after its comma.
+            parts = [
+                delta_frame_head(self._epoch(), seq) if head is None else head,
+                b'"encoding":"compact","items":[],"meta":[',
+                b",".join(meta),
+                b'],"positions":[',
+            ]
+            if cols:
+                parts.append(tick.compact[cols[0]])  # type: ignore[arg-type]
+                parts += map(tick.compact_c.__getitem__, cols[1:])
+            parts.append(b"]}")
+            self._send(Frame.from_parts("delta", seq, parts))
             return
         self._meta_known = None
         self._emit(seq, body_fields([tick.items[c] for c in cols], self.encoding, self._meta_sent))

@@ -27,7 +27,8 @@ from collections.abc import Iterable
 import numpy as np
 
 from .groups import Group, TickItems
-from .ticks import Batch, Item
+from .metatable import MetaTable
+from .ticks import Batch, Item, delta_frame_head
 
 MIN_GROUPS = 16
 """Below this many bbox groups the plain per-group path is as fast."""
@@ -99,6 +100,8 @@ class Router:
         self._numbers: dict[int, int] = {}
         """A stable number per box group (by id), so it keeps its slot while others come and go."""
         self._counter = 0
+        self.metas = MetaTable()
+        """Responder columns and meta ids for the compact lane frames (see :mod:`.metatable`)."""
 
     def _index(self, groups: Iterable[Group], version: int) -> None:
         if version == self._version:
@@ -220,7 +223,7 @@ class Router:
                 latest[(it.topic, it.key)] = it
         point = [it for it in latest.values() if it.lon is not None and it.lat is not None]
         rest = [it for it in latest.values() if it.lon is None or it.lat is None]
-        hits: dict[int, list[int]] = {}
+        hits: dict[int, tuple[list[int], np.ndarray]] = {}
         if point:
             lon = np.fromiter((it.lon for it in point), np.float64, len(point))
             lat = np.fromiter((it.lat for it in point), np.float64, len(point))
@@ -245,8 +248,9 @@ class Router:
                 cols = hit_cols.tolist()
                 row_ids = hit_rows[[0, *cuts]].tolist()
                 for r, s, e in zip(row_ids, [0, *cuts], [*cuts, len(cols)], strict=True):
-                    hits[rows[r]] = cols[s:e]
-        return Work(list(slot.groups), seq, point, rest, hits)
+                    hits[rows[r]] = (cols[s:e], hit_cols[s:e])
+        compact = any(g.encoding == "compact" for g in slot.groups)
+        return Work(list(slot.groups), seq, point, rest, hits, self.metas if compact else None)
 
 
 class Work:
@@ -255,14 +259,20 @@ class Work:
     __slots__ = ("groups", "hits", "next", "point", "rest", "seq", "tick")
 
     def __init__(
-        self, groups: list[Group], seq: int, point: list[Item], rest: list[Item], hits: dict[int, list[int]]
+        self,
+        groups: list[Group],
+        seq: int,
+        point: list[Item],
+        rest: list[Item],
+        hits: dict[int, tuple[list[int], np.ndarray]],
+        metas: MetaTable | None = None,
     ) -> None:
         self.groups = groups
         self.seq = seq
         self.point = point
         self.rest = rest
         self.hits = hits
-        self.tick = TickItems(point)
+        self.tick = TickItems(point, metas)
         self.next = 0
 
     def flush(self, flush: bool, deadline: float) -> bool:
@@ -271,9 +281,12 @@ class Work:
         groups, hits, point, rest, seq, tick = self.groups, self.hits, self.point, self.rest, self.seq, self.tick
         g = self.next
         n = len(groups)
+        # One frame opening (epoch, seq, sent_at) for the frames of this turn.
+        head = delta_frame_head(groups[g]._epoch(), seq) if g < n else b""
         while g < n:
             group = groups[g]
-            cols_g = hits.get(g)
+            hit = hits.get(g)
+            cols_g = hit[0] if hit is not None else None
             extra = [((it.topic, it.key), it) for it in rest if group.matches(it)] if rest else None
             if extra:
                 # Rare (a point-less item for a box): the group's general path.
@@ -282,7 +295,7 @@ class Work:
                     group.flush()
             elif cols_g:
                 if flush and group.members:
-                    group.flush_tick(seq, tick, cols_g)
+                    group.flush_tick(seq, tick, cols_g, hit[1], head)  # type: ignore[index]
                 elif not flush:
                     group.take(seq, [((point[c].topic, point[c].key), point[c]) for c in cols_g])
             g += 1

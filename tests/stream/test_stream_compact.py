@@ -391,3 +391,65 @@ async def test_router_lane_frames_carry_the_same_meta_as_the_per_group_path() ->
             assert sorted(m[0] for m in want[0]["meta"]) == ["a", "c"]
     for g in [plain, *routed]:
         g.close()
+
+
+async def test_lane_frames_equal_the_per_group_path_over_random_ticks_and_a_meta_numbering_restart(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Box groups routed by a lane (meta ids compared per responder column, :mod:`server.stream.metatable`)
+    send, tick after tick, the same positions and metas as each group's twin taking the batches itself:
+    responders move in and out of boxes, metas change, viewers join (the group forgets), deletes, and the
+    meta numbering starts over (every row rebuilt from the groups' records)."""
+    import random
+
+    from server.stream import metatable
+    from server.stream.router import MIN_GROUPS, Router
+
+    monkeypatch.setattr(metatable, "MAX_IDS", 12)  # starts over every few ticks
+    rng = random.Random(5)
+    boxes = []
+    for _ in range(MIN_GROUPS + 3):
+        lon, lat = CITY[0] + rng.uniform(-0.01, 0.01), CITY[1] + rng.uniform(-0.01, 0.01)
+        boxes.append(Area(bbox=(lon - 0.006, lat - 0.005, lon + 0.006, lat + 0.005)))
+    plain = [new_group("compact", a) for a in boxes]
+    routed = [new_group("compact", a) for a in boxes]
+    plain_viewers = [member(g) for g in plain]
+    routed_viewers = [member(g) for g in routed]
+    router = Router()
+    rids = [f"r{i:02d}" for i in range(30)]
+    status = dict.fromkeys(rids, "available")
+    metas_sent = 0
+    for seq in range(1, 41):
+        changes = []
+        moving = rng.sample(rids, 12)
+        for rid in moving:
+            if rng.random() < 0.2:
+                status[rid] = rng.choice(["available", "busy", "off_duty"])
+            lon, lat = CITY[0] + rng.uniform(-0.015, 0.015), CITY[1] + rng.uniform(-0.015, 0.015)
+            c = position(rid, seq, status=status[rid], lon=lon, lat=lat)
+            changes.append(Change("positions", rid, c.data, accepted_at=c.accepted_at, lon=lon, lat=lat, team_id=TEAM))
+        if seq % 3 == 0:
+            # (one that did not move in this batch: a lane coalesces before it filters, a group after)
+            gone = next(r for r in rids if r not in moving)
+            changes.append(Change("positions", gone, {"id": gone, "deleted": True}, lon=CITY[0], lat=CITY[1]))
+        if seq % 7 == 0:
+            i = seq % len(boxes)
+            member(plain[i]), member(routed[i])  # a viewer joins: that group forgets what it sent
+        for g in plain:
+            g._last_flush = 0.0
+            g.offer(decode_batch("ep", seq, encode_batch(changes, "w")))
+        router.deliver(decode_batch("ep", seq, encode_batch(changes, "w")), routed, 1)
+        router.route_pending()
+        for pv, rv in zip(plain_viewers, routed_viewers, strict=True):
+            want = [json.loads(f.text) for f in pv._queue]
+            got = [json.loads(f.text) for f in rv._queue]
+            pv._queue.clear()
+            rv._queue.clear()
+            assert len(got) == len(want) <= 1, seq
+            for w, g in zip(want, got, strict=True):
+                assert sorted(g["meta"]) == sorted(w["meta"]), seq
+                assert sorted(g["positions"]) == sorted(w["positions"]), seq
+                metas_sent += len(w["meta"])
+    assert metas_sent > 20
+    for g in plain + routed:
+        g.close()
