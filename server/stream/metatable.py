@@ -68,8 +68,12 @@ class MetaTable:
     def row(self, sent: Mapping[str, bytes]) -> np.ndarray:
         """A group's row from its record of sent metas."""
         keys = list(sent)
-        cols = [self._column(k) for k in keys]
-        mids = [self._id(sent[k]) for k in keys]
+        cols = list(map(self.index.get, keys))  # (C-level lookups: a seeded group holds every responder's meta)
+        if None in cols:
+            cols = [self._column(k) for k in keys]
+        mids = list(map(self.ids.get, sent.values()))
+        if None in mids:
+            mids = [self._id(m) for m in sent.values()]
         row = np.full(max(64, len(self.index) * 2), -1, np.int32)
         if cols:
             row[cols] = mids
