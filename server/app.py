@@ -11,7 +11,6 @@ from typing import Any
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
-from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.static_files import create_static_files_router
@@ -26,7 +25,7 @@ from .fences.evaluator import FenceEvaluator
 from .hazards.controller import GeofenceController, HazardController, ResponderHazardController
 from .incidents.arrival import ArrivalMonitor
 from .incidents.controller import incident_handlers
-from .middleware import sitrep_middleware
+from .middleware import front_door, sitrep_middleware
 from .notifications.controller import NotificationController
 from .observability import configure_logging
 from .ops.controller import ops_handlers
@@ -112,10 +111,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 path="/", directories=[static_dir], html_mode=True, include_in_schema=False, name="web"
             )
         )
-    return Litestar(
+    app = Litestar(
         route_handlers=handlers,
         lifespan=[lifespan],
-        middleware=[DefineMiddleware(sitrep_middleware, fast_paths=position_fast_paths())],
+        middleware=[sitrep_middleware],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.server.max_body_bytes,
         state=State({"runtime": runtime}),
@@ -132,3 +131,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         debug=False,
         logging_config=None,
     )
+    if not settings.server.cors_origins:  # with CORS, every request goes through Litestar's CORS layer
+        app.asgi_handler = front_door(app.asgi_handler, position_fast_paths())
+    return app

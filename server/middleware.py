@@ -27,11 +27,32 @@ _ID_COUNTER = itertools.count(1)
 _UNLIMITED = ("/health", "/ready", "/metrics")
 
 
-def sitrep_middleware(app: ASGIApp, fast_paths: Mapping[tuple[str, str], ASGIApp] | None = None) -> ASGIApp:
-    """``fast_paths``: (method, route) -> a pure-ASGI app answering instead of the Litestar handler, after
-    routing and everything here (high-rate endpoints such as ``/osmand``; the route stays registered)."""
-    fast = dict(fast_paths or {})
+def front_door(app: ASGIApp, fast_paths: Mapping[tuple[str, str], ASGIApp]) -> ASGIApp:
+    """Wrap Litestar's ASGI handler (router + exception layer): a request whose exact (method, path) is in
+    ``fast_paths`` skips them and runs through :func:`sitrep_middleware` (request id, auth, rate limit,
+    metrics under the route = the path) straight into that pure-ASGI app, which answers every outcome
+    itself, errors as problem details. For high-rate endpoints (``/osmand``) whose Litestar route stays
+    registered for the schema and for what is not taken here (other methods → 405, a trailing slash,
+    an invalid Host header → Litestar's 400)."""
+    from litestar._asgi.utils import is_valid_host
 
+    wrapped = {key: sitrep_middleware(handler) for key, handler in fast_paths.items()}
+
+    async def front(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            handler = wrapped.get((scope["method"], scope["path"]))  # type: ignore[typeddict-item]
+            if handler is not None and not scope.get("root_path"):
+                host = next((value for name, value in scope["headers"] if name == b"host"), None)
+                if host is None or is_valid_host(host):
+                    scope["path_template"] = scope["path"]
+                    await handler(scope, receive, send)
+                    return
+        await app(scope, receive, send)
+
+    return front
+
+
+def sitrep_middleware(app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await app(scope, receive, send)
@@ -65,9 +86,8 @@ def sitrep_middleware(app: ASGIApp, fast_paths: Mapping[tuple[str, str], ASGIApp
                 await problem_asgi_response(exc, scope, send_wrapper)
                 _observe(scope, status_holder[0], started)
                 return
-        handler = fast.get((scope.get("method"), scope.get("path_template"))) if fast else None
         try:
-            await (handler or app)(scope, receive, send_wrapper)
+            await app(scope, receive, send_wrapper)
         finally:
             if scope["type"] == "http":
                 _observe(scope, status_holder[0], started)

@@ -32,7 +32,7 @@ def position_handlers() -> list[Any]:
 
 
 def position_fast_paths() -> dict[tuple[str, str], Any]:
-    """(method, route) -> the pure-ASGI app the middleware runs instead of the Litestar handler."""
+    """(method, path) -> the pure-ASGI app that answers it in front of Litestar (server.middleware.front_door)."""
     from .osmand_http import OSMAND_PATH, serve_osmand
 
     return {("GET", OSMAND_PATH): serve_osmand, ("POST", OSMAND_PATH): serve_osmand}

@@ -123,8 +123,9 @@ class IngestBatcher:
         self._queue.append(_Submission(fixes, future, responders))
         self._queued += len(fixes)
         self._wakeup.set()
-        # Shield: a client that disconnects must not cancel another submitter's commit.
-        return await asyncio.shield(future)
+        # Not shielded: cancelling this wait cancels only this submission's future (the flush skips
+        # futures already done), never the commit it shares with other submitters.
+        return await future
 
     # -- the flusher -----------------------------------------------------------------------
     async def _run(self) -> None:

@@ -40,8 +40,9 @@ class PositionIngestController(Controller):
     status_code=200,
 )
 async def osmand_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
-    # GET/POST normally never get here: the middleware hands them to osmand_http.serve_osmand
-    # (same code, without this handler's machinery). This route documents /osmand and is the fallback.
+    # GET/POST /osmand normally never get here: server.middleware.front_door hands them to
+    # osmand_http.serve_osmand (the same receive_osmand, without Litestar's router and handler machinery).
+    # This route documents /osmand and answers what the front door leaves (e.g. "/osmand/", CORS setups).
     body = await request.body() if request.method == "POST" else b""
     await receive_osmand(
         runtime_of(request),

@@ -4,12 +4,12 @@
 
 * the Litestar route in :mod:`.ingest_controller` (registered for the OpenAPI schema, and
   answering whatever the fast path does not take);
-* :func:`serve_osmand`, a pure-ASGI fast path that :func:`server.middleware.sitrep_middleware`
-  calls instead of the Litestar handler for ``GET``/``POST /osmand`` (trackers send one fix per
-  request, thousands per second: Litestar's request, signature and response machinery cost about
-  as much as the ingest itself). It runs behind the same middleware (request id, authentication,
-  per-address rate limit, metrics under the route ``/osmand``) and answers with the same statuses
-  and problem-details bodies.
+* :func:`serve_osmand`, a pure-ASGI fast path that :func:`server.middleware.front_door` runs in
+  front of Litestar for ``GET``/``POST /osmand`` (trackers send one fix per request, thousands per
+  second: Litestar's router, exception layers, request, signature and response machinery cost about
+  as much as the ingest itself). It runs behind the same :func:`server.middleware.sitrep_middleware`
+  (request id, authentication, per-address rate limit, metrics under the route ``/osmand``) and
+  answers with the same statuses and problem-details bodies.
 """
 
 from __future__ import annotations
@@ -142,8 +142,8 @@ _OK_HEADERS = ((b"content-type", b"text/plain; charset=utf-8"), (b"content-lengt
 
 
 async def serve_osmand(scope: Scope, receive: Receive, send: Send) -> None:
-    """``GET``/``POST /osmand`` without Litestar's handler machinery (reached from the middleware,
-    after routing, authentication and the rate limit); same answers as the Litestar route."""
+    """``GET``/``POST /osmand`` without Litestar (reached through the middleware, after authentication
+    and the rate limit); the same answers as the Litestar route, every error as problem details."""
     rt: Runtime = scope["app"].state.runtime
     try:
         content_type, body = "", b""

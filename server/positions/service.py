@@ -7,6 +7,7 @@ are rejected with a reason; the valid rest is stored exactly once (duplicates ar
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Sequence
 from operator import attrgetter
@@ -58,6 +59,20 @@ _directory = ResponderDirectory()
 def limits_of(runtime: Runtime) -> Limits:
     s = runtime.settings
     return Limits(s.ingest.max_future_s, s.db.retention_days, s.ingest.poor_accuracy_m)
+
+
+# One-fix requests (OsmAnd) arrive thousands of times a second: they share a checker made at most
+# _CHECKER_REUSE_S ago (its "now" is that old: the future limit is that much stricter, accepted_at that
+# much earlier) instead of computing the time window per request.
+_CHECKER_REUSE_S = 0.002
+_recent: dict[int, FixChecker] = {}  # id(runtime) -> its latest checker
+
+
+def _recent_checker(runtime: Runtime) -> FixChecker:
+    checker = _recent.get(id(runtime))
+    if checker is None or time.time() - checker.accepted_at > _CHECKER_REUSE_S:
+        checker = _recent[id(runtime)] = FixChecker(limits_of(runtime))
+    return checker
 
 
 def batcher_of(runtime: Runtime) -> IngestBatcher:
@@ -171,7 +186,7 @@ async def ingest_items(
 
 
 async def ingest_osmand(runtime: Runtime, device: DeviceIdentity, fixes: Sequence[OsmandFix]) -> BatchResult:
-    check = FixChecker(limits_of(runtime)).build
+    check = _recent_checker(runtime).build
     rejected: list[RejectedItem] = []
     indices: list[int] = []
     valid: list[Fix] = []
@@ -215,14 +230,18 @@ async def _commit(
     else:
         teams = await _directory.teams(runtime.pool, ids) if valid else {}
     n = len(valid)
-    if (
+    if n == 1 and ids <= teams.keys():
+        # One fix (an OsmAnd request): nothing to deduplicate within the request.
+        unique = valid
+        slots: list[int] = [0]
+    elif (
         ids <= teams.keys()
         and list(map(_client_id, valid)).count(None) == n
         and len(set(zip(map(_responder_id, valid), map(_fix_time, valid), strict=True))) == n
     ):
         # The usual batch (known responders, no client ids, no fix twice): every fix goes in.
         unique = valid
-        slots: list[int] = list(range(n))
+        slots = list(range(n))
     else:
         unique, slots = _unique(valid, teams)
     statuses = await batcher_of(runtime).submit(unique, ids & teams.keys()) if unique else []
