@@ -163,6 +163,9 @@ async def test_other_methods_answer_as_before(client: httpx.AsyncClient, databas
     assert options.status_code == 204 and "x-request-id" in options.headers
     # A trailing slash reaches the same route (through Litestar).
     assert (await client.get("/osmand/", params=_params(device))).status_code == 200
+    # An invalid Host header is still Litestar's 400, before anything is parsed or stored.
+    bad_host = await client.get("/osmand", params=_params(device), headers={"host": "bad host!"})
+    assert bad_host.status_code == 400
 
 
 async def test_osmand_is_still_in_the_openapi_schema(client: httpx.AsyncClient) -> None:
