@@ -460,12 +460,12 @@ def fmt(d: dict[str, float]) -> str:
     return " ".join(f"{k}={v:,.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in d.items())
 
 
-async def main(phases: set[str], profile_s: int = 0) -> None:
+async def main(phases: set[str], profile_s: int = 0, extra_env: dict[str, str] | None = None) -> None:
     print(
         f"# bench/ingest  {stamp()}  cores={os.cpu_count()}  loadavg={os.getloadavg()[0]:.1f} (other work on the box)"
-        f"  phases={','.join(sorted(phases))}"
+        f"  phases={','.join(sorted(phases))}{''.join(f'  {k}={v}' for k, v in (extra_env or {}).items())}"
     )
-    with bench_stack("ingest", workers=2, SITREP_LOG_LEVEL="ERROR") as (server, env):
+    with bench_stack("ingest", workers=2, SITREP_LOG_LEVEL="ERROR", **(extra_env or {})) as (server, env):
         url = env["SITREP_DATABASE_URL"]
         t0 = time.monotonic()
         devices = await add_responders(url, N_RESPONDERS)
@@ -489,14 +489,20 @@ async def main(phases: set[str], profile_s: int = 0) -> None:
 
         if "2b" in phases:
             pid = server.proc.pid
-            profiler = _start_profile(pid, profile_s) if profile_s else None
+            if "2a" not in phases:  # 2a leaves the device-token caches warm; without it, warm them here
+                await asyncio.to_thread(osmand_wrk, server.url, active, clock, 3, 64, None)
+            profiler = _start_profile(pid, profile_s, PROFILE_SVG) if profile_s else None
             peak, cpu, client = await _measured(pid, osmand_wrk, server.url, active, clock, 8, 64, None)
             print(f"2b. OsmAnd one fix/request, wrk closed loop (64 conns): {fmt(peak)}  server CPU {cpu:.2f} cores")
             print(f"    {_per_request(peak, cpu, client)}")
             if profiler is not None:
                 profiler.wait()
                 print(f"    py-spy profile of one worker: {PROFILE_SVG}")
+            profiler = _start_profile(pid, profile_s, PROFILE_PACED) if profile_s else None
             steady, cpu, client = await _measured(pid, osmand_wrk, server.url, active, clock, 8, 256, 5000.0)
+            if profiler is not None:
+                profiler.wait()
+                print(f"    py-spy profile of one worker (paced): {PROFILE_PACED}")
             print(f"    OsmAnd paced at 5,000/s offered (256 conns): {fmt(steady)}  (target: 5,000/s, p95 < 50 ms)")
             print(f"    server CPU {cpu:.2f} cores; {_per_request(steady, cpu, client)}")
             print(f"    ratio to raw: {peak['fixes_per_s'] / raw:.2f}")
@@ -548,19 +554,51 @@ async def main(phases: set[str], profile_s: int = 0) -> None:
 
 PHASES = ("1", "2a", "2b", "2c", "2d")
 PROFILE_SVG = "/tmp/sitrep-bench-ingest-osmand.txt"  # collapsed stacks (py-spy --format raw)
+PROFILE_PACED = "/tmp/sitrep-bench-ingest-osmand-paced.txt"
 
 
 async def _measured(pid: int, fn: Any, *args: Any) -> tuple[dict[str, float], float, float]:
     """``fn(*args)`` in a thread, with the server's CPU (cores) and the client's (wrk: waited-for children);
-    prints the bench database's backends' CPU too."""
-    db0 = _db_cpu()
+    prints the bench database's backends' CPU and the group commits (from /metrics) too."""
+    url = args[0]
+    db0, m0, box0 = _db_cpu(), await asyncio.to_thread(_flush_metrics, url), _box_busy()
     c0, k0, t0 = cpu_seconds(pid), _children_cpu(), time.monotonic()
     out = await asyncio.to_thread(fn, *args)
     elapsed = time.monotonic() - t0
     server, client = (cpu_seconds(pid) - c0) / elapsed, (_children_cpu() - k0) / elapsed
     db = sum(v - db0.get(k, 0.0) for k, v in _db_cpu().items()) / elapsed
-    print(f"    (CPU: server {server:.2f}, wrk {client:.2f}, PostgreSQL backends of the bench db {db:.2f} cores)")
+    box = (_box_busy() - box0) / elapsed
+    m1 = await asyncio.to_thread(_flush_metrics, url)
+    flushes = max(1.0, m1["flushes"] - m0["flushes"])
+    print(
+        f"    (CPU: server {server:.2f}, wrk {client:.2f}, PostgreSQL backends of the bench db {db:.2f},"
+        f" whole machine {box:.2f} of {os.cpu_count()} cores;"
+        f" group commits {flushes / elapsed:,.0f}/s, {(m1['fixes'] - m0['fixes']) / flushes:,.1f} fixes and"
+        f" {(m1['seconds'] - m0['seconds']) / flushes * 1000:,.1f} ms each)"
+    )
     return out, server, client
+
+
+def _flush_metrics(url: str) -> dict[str, float]:
+    import urllib.request
+
+    text = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
+    out = {"flushes": 0.0, "fixes": 0.0, "seconds": 0.0}
+    for line in text.splitlines():
+        if line.startswith("sitrep_ingest_flush_seconds_count"):
+            out["flushes"] += float(line.split()[-1])
+        elif line.startswith("sitrep_ingest_flush_seconds_sum"):
+            out["seconds"] += float(line.split()[-1])
+        elif line.startswith("sitrep_ingest_flush_fixes_sum"):
+            out["fixes"] += float(line.split()[-1])
+    return out
+
+
+def _box_busy() -> float:
+    """Busy CPU seconds of the whole machine (every process, ours and others')."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def _db_cpu() -> dict[int, float]:
@@ -594,7 +632,7 @@ def _per_request(out: dict[str, float], server_cores: float, client_cores: float
     )
 
 
-def _start_profile(pid: int, seconds: int) -> Any:
+def _start_profile(pid: int, seconds: int, out: str) -> Any:
     """py-spy on the first worker (a child of uvicorn's supervisor) for ``seconds``."""
     import subprocess
 
@@ -614,7 +652,7 @@ def _start_profile(pid: int, seconds: int) -> Any:
             "-r",
             "200",
             "-o",
-            PROFILE_SVG,
+            out,
             "--format",
             "raw",
             "--nonblocking",
@@ -632,9 +670,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--phases", default=",".join(PHASES), help="comma-separated subset of 1,2a,2b,2c,2d")
     parser.add_argument("--profile", type=int, default=0, metavar="SECONDS", help="py-spy one worker during 2b")
+    parser.add_argument("--env", action="append", default=[], metavar="SITREP_X=V", help="server setting (repeatable)")
     args = parser.parse_args()
     chosen = {p.strip() for p in args.phases.split(",") if p.strip()}
     if chosen - set(PHASES):
         parser.error(f"unknown phases {sorted(chosen - set(PHASES))}; known: {', '.join(PHASES)}")
     uvloop.install()
-    asyncio.run(main(chosen, args.profile))
+    extra_env = dict(kv.split("=", 1) for kv in args.env)
+    asyncio.run(main(chosen, args.profile, extra_env))
