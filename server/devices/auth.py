@@ -39,6 +39,7 @@ log = logging.getLogger("sitrep.devices")
 EPOCH_KEY = "sitrep:devices:revocation-epoch"
 EPOCH_POLL_S = 1.0
 _UNREADABLE = b"\x00unreadable"
+_MEMO_TOKEN_CHARS = 128  # device tokens are ~40 characters
 
 
 _LOOKUP_SQL = (
@@ -60,6 +61,10 @@ class _Lookup:
 class DeviceAuthenticator:
     def __init__(self, ttl_s: float = 300.0, max_entries: int = 100_000) -> None:
         self._cache: TtlCache[str, DeviceIdentity | None] = TtlCache(ttl_s, max_entries)
+        # token -> its digest (a pure function, memoised: trackers send the same token every few seconds).
+        # Revocation is unaffected: identities stay keyed by digest in the TTL cache above.
+        self._digests: dict[str, str] = {}
+        self._max_digests = max_entries
         self._epoch: bytes | None = None
         self._lookup: _Lookup | None = None
 
@@ -88,7 +93,13 @@ class DeviceAuthenticator:
             log.warning("could not publish a device revocation; other workers forget it within their TTL")
 
     async def resolve(self, conn_source: asyncpg.Pool | asyncpg.Connection, token: str) -> DeviceIdentity:
-        digest = token_hash(token)
+        digest = self._digests.get(token)
+        if digest is None:
+            digest = token_hash(token)
+            if len(token) <= _MEMO_TOKEN_CHARS:  # bounded memory whatever callers send
+                if len(self._digests) >= self._max_digests:
+                    self._digests.clear()
+                self._digests[token] = digest
         identity = self._cache.get(digest)
         if identity is MISSING:
             if isinstance(conn_source, asyncpg.Pool):

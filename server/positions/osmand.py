@@ -70,11 +70,13 @@ def parse_time(raw: str | None, now: datetime | None = None) -> datetime:
 
 
 def _number(name: str, raw: str | None) -> float | None:
-    if raw is None or raw.strip() == "":
+    if raw is None:
         return None
     try:
-        return float(raw)
+        return float(raw)  # surrounding whitespace is fine; "" and "  " raise
     except ValueError as exc:
+        if not raw.strip():
+            return None
         raise Rejected("invalid_number", f"{name}={raw!r} is not a number") from exc
 
 
