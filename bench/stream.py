@@ -12,7 +12,9 @@
    processes, clients reading with the same frame-walking client as the driver) → frames/s;
    Then the same raw broadcast with the frame the target really asks for (every fix of a 10 Hz
    tick at the measured bytes per item), against the viewers x 10 frames/s the target asks;
-3. sitrep, city-sized subscriptions (each viewer its own box) at 4 ticks/s.
+3. sitrep, city-sized subscriptions (each viewer its own box) at 4 ticks/s; what 4 Hz asks in bytes
+   (every fix in a box once: fixes/s x the share of responders in a box x bytes per item), and
+   (``--no-city-raw`` skips it) the raw broadcast of frames of that size to as many sockets.
 ``--phases city`` runs only step 3 (``whole`` runs steps 1 and 2); ``--profile DIR`` records a
 py-spy profile of each server worker during each sitrep phase (flame graphs in DIR).
 Viewers subscribe with ``--encoding`` (default ``compact``: positions as short arrays, meta only
@@ -106,8 +108,9 @@ async def _raw_server(port: int, n: int, seconds: float, size: int) -> None:
 
 async def _raw_clients(port: int, n: int, seconds: float) -> None:
     sys.path.insert(0, str(REPO / "loadtests"))
-    from ws_driver import Stats, ViewerProtocol  # type: ignore[import-not-found]
+    from ws_driver import Stats, ViewerProtocol, _raise_nofile  # type: ignore[import-not-found]
 
+    _raise_nofile()
     stats = Stats()
     stats.window()
     started: list[float] = []
@@ -409,6 +412,25 @@ def _line(label: str, r: dict, raw: float | None = None) -> str:  # type: ignore
     )
 
 
+def _city_share(devices: list[dict[str, str]], viewers: int) -> float:
+    """The mean share of the responders inside a driver viewer's city box (the driver's boxes, seeded
+    per viewer; responders where they were seeded, as the ingest load moves them only ~1 m per fix)."""
+    import random
+
+    import numpy as np
+
+    sys.path.insert(0, str(REPO / "loadtests"))
+    from ws_driver import area_for  # type: ignore[import-not-found]
+
+    lon = np.array([float(d["lon"]) for d in devices])
+    lat = np.array([float(d["lat"]) for d in devices])
+    inside = 0.0
+    for i in range(viewers):
+        x0, y0, x1, y1 = area_for("city", random.Random(i))["bbox"]
+        inside += float(np.count_nonzero((lon >= x0) & (lon <= x1) & (lat >= y0) & (lat <= y1)))
+    return inside / max(1, viewers * len(devices))
+
+
 def _per_item(r: dict) -> float:  # type: ignore[type-arg]
     """Frame bytes per position item (meta and frame envelope included)."""
     return float(r.get("bytes_per_frame") or 0) / max(float(r.get("items_per_frame") or 1), 1.0)
@@ -433,6 +455,13 @@ def main() -> None:
     p.add_argument("--city-rate", type=int, default=0, help="fixes/s during the city phase (default: --rate)")
     p.add_argument("--encoding", choices=["compact", "json"], default="compact", help="how viewers ask for positions")
     p.add_argument("--phases", default="whole,city", help="comma-separated: whole (with the raw ceilings), city")
+    p.add_argument(
+        "--city-raw",
+        dest="city_raw",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="after the city phase, the raw broadcast ceiling of the frames 4 Hz asks to as many sockets",
+    )
     p.add_argument("--profile", default="", help="directory for py-spy flame graphs of the workers (optional)")
     args = p.parse_args()
     global PROFILE_DIR
@@ -492,7 +521,33 @@ def main() -> None:
         if "city" in phases:
             city_rate = args.city_rate or args.rate
             city = sitrep_phase(server, devices, args.city_viewers, "city", 4, city_rate, args.duration, args.encoding)
+            # What 4 Hz asks: every fix inside a box reaches it once (a responder sends 1 fix/s, so a
+            # 250 ms tick coalesces next to nothing): fixes/s x the share of responders in a box.
+            share = _city_share(devices, args.city_viewers)
+            per_viewer_s = city.get("fixes_per_s", 0) * share
+            per_item = _per_item(city)
+            need = args.city_viewers * per_viewer_s * per_item / 1e6
             print(_line("city areas @4 Hz", city), flush=True)
+            print(
+                f"  what the city target asks: {args.city_viewers} viewers x 4 frames/s of ~{per_viewer_s / 4:.0f} "
+                f"items ({share:.0%} of the responders are in a box) x {per_item:.0f} B = {need:,.0f} MB/s of frames",
+                flush=True,
+            )
+            if args.city_raw:
+                # The raw ceiling for the frames the target asks (the same frame to every socket, so the
+                # server side is cheaper than sitrep's distinct frames: a ceiling, not a twin).
+                target_bytes = int(per_item * per_viewer_s / 4) + 120
+                raw_c, raw_c_bytes = raw_ceiling(args.city_viewers, 6, target_bytes)
+                print(
+                    f"  raw broadcast of the target's frames ({raw_c_bytes:,} B) to {args.city_viewers} sockets: "
+                    f"{raw_c:,.0f} frames/s ({raw_c * raw_c_bytes / 1e6:,.0f} MB/s) = {raw_c / max(args.city_viewers * 4, 1):.0%} "
+                    f"of the {args.city_viewers * 4:,} frames/s the target asks; sitrep delivered "
+                    f"{float(city.get('frames_per_s') or 0) * float(city.get('bytes_per_frame') or 0) / 1e6 / max(raw_c * raw_c_bytes / 1e6, 1e-9):.0%} "
+                    "of its bytes/s",
+                    flush=True,
+                )
+                city["raw_target_frames_per_s"] = round(raw_c)
+                city["raw_target_frame_bytes"] = raw_c_bytes
         print(
             json.dumps(
                 {

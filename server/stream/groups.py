@@ -28,10 +28,21 @@ GroupKey = tuple[Any, ...]
 
 
 class TickItems:
-    """A router lane's tick: its items (newest per ``(topic, key)``) and, per item, what frames are
-    built from, as parallel lists (see :meth:`Group.flush_tick`)."""
+    """A router lane's tick: its items (newest per ``(topic, key)``, in the router's spatial order) and,
+    per item, what frames are built from, as parallel lists (see :meth:`Group.flush_tick`)."""
 
-    __slots__ = ("_compact_c", "all_compact", "compact", "items", "json", "keys", "metas", "mids", "rcols", "table")
+    __slots__ = (
+        "_joined",
+        "all_compact",
+        "compact",
+        "items",
+        "json",
+        "keys",
+        "metas",
+        "mids",
+        "rcols",
+        "table",
+    )
 
     def __init__(self, items: list[Item], table: MetaTable | None = None) -> None:
         self.items = items
@@ -45,16 +56,39 @@ class TickItems:
         self.rcols: np.ndarray | None = None
         self.mids: np.ndarray | None = None
         if table is not None:
-            self.rcols, self.mids = table.columns(items)
-        self._compact_c: list[bytes] | None = None
+            self.rcols, self.mids = table.columns(self.keys, self.metas)
+        self._joined: tuple[memoryview, np.ndarray] | None = None
 
     @property
-    def compact_c(self) -> list[bytes]:
-        """Each compact position after a comma (built on first use): a frame's positions are then
-        the first one and these, joined once with the rest of the frame."""
-        if self._compact_c is None:
-            self._compact_c = [b"," + c for c in self.compact]  # type: ignore[operator]
-        return self._compact_c
+    def joined(self) -> tuple[memoryview, np.ndarray]:
+        """Every compact position after a comma, joined once (``,p0,p1,…``), and where each starts
+        (``n + 1`` offsets): the positions of items ``a..b-1`` are one slice (built on first use)."""
+        if self._joined is None:
+            compact: list[bytes] = self.compact  # type: ignore[assignment]
+            n = len(compact)
+            offsets = np.zeros(n + 1, np.int64)
+            np.cumsum(np.fromiter(map(len, compact), np.int64, n) + 1, out=offsets[1:])
+            self._joined = (memoryview(b"," + b",".join(compact) if compact else b""), offsets)
+        return self._joined
+
+    def position_slices(self, at: np.ndarray) -> list[memoryview]:
+        """The compact positions of items ``at`` (ascending), comma-separated, as slices of
+        :attr:`joined`: one per run of consecutive items (a box's items are a few runs, as the router
+        orders a tick's points in strips of longitude, by latitude within each)."""
+        buf, offsets = self.joined
+        n = len(at)
+        if n == 0:
+            return []
+        starts = np.empty(n, bool)
+        starts[0] = True
+        np.not_equal(at[1:], at[:-1] + 1, out=starts[1:])
+        ends = np.empty(n, bool)
+        ends[:-1] = starts[1:]
+        ends[-1] = True
+        a = offsets[at[starts]].tolist()
+        b = offsets[at[ends] + 1].tolist()
+        a[0] += 1  # the first position has no comma before it
+        return [buf[x:y] for x, y in zip(a, b, strict=True)]
 
 
 SNAPSHOT_SHARE_S = 1.0
@@ -248,22 +282,25 @@ class Group:
         self._meta_known = None
         self._emit(self._pending_seq, body_fields(items, self.encoding, self._meta_sent))
 
-    def flush_tick(
-        self, seq: int, tick: TickItems, cols: list[int], at: np.ndarray | None = None, head: bytes | None = None
-    ) -> None:
-        """Send the frame of a router lane's tick: the tick's items at ``cols`` (newest per key
-        already; ``at``: the same as an array), with the same body :func:`body_fields` builds, from
-        the tick's per-item lists (no Python call per item while every meta is one the group
-        already sent: one gather and comparison of meta ids, see :mod:`.metatable`). ``head``: the
-        frame's opening (:func:`.ticks.delta_frame_head`), shared by a tick's frames."""
+    def flush_tick(self, seq: int, tick: TickItems, at: np.ndarray, head: bytes | None = None) -> None:
+        """Send the frame of a router lane's tick: the tick's items at ``at`` (ascending; newest per
+        key already), with the body :func:`body_fields` builds (positions in tick order). Compact:
+        no Python call per item while every meta is one the group already sent (one gather and
+        comparison of meta ids, see :mod:`.metatable`), and the positions are a few slices of the
+        tick's joined positions. ``head``: the frame's opening (:func:`.ticks.delta_frame_head`),
+        shared by a tick's frames."""
+        if head is None:
+            head = delta_frame_head(self._epoch(), seq)
         if self.encoding == "json":
-            self._emit_parts(seq, [b'"items":[', b",".join(map(tick.json.__getitem__, cols)), b"]"])
+            self._send(
+                Frame.from_parts(
+                    "delta", seq, [head, b'"items":[', b",".join(map(tick.json.__getitem__, at.tolist())), b"]}"]
+                )
+            )
             return
         table = tick.table
         if tick.all_compact and table is not None:
             assert tick.rcols is not None and tick.mids is not None
-            if at is None:
-                at = np.array(cols, np.intp)
             row = self._meta_row
             if row is None or self._meta_known is not table.token:
                 row = table.row(self._meta_sent)
@@ -277,8 +314,7 @@ class Group:
             if len(unsent):
                 # Some responder entered the box or changed its meta (or a delete): just those.
                 sent, metas, keys, mids = self._meta_sent, tick.metas, tick.keys, tick.mids
-                for j in unsent.tolist():
-                    c = cols[j]
+                for j, c in zip(unsent.tolist(), at[unsent].tolist(), strict=True):
                     m = metas[c]
                     if m is None:
                         continue  # a delete
@@ -286,22 +322,32 @@ class Group:
                         sent[keys[c]] = m
                         meta.append(m)
                     row[rc[j]] = mids[c]
-            # The frame in one join: compact.join_parts([], meta, positions) with the positions
-            # taken as the first one and the rest each after its comma.
-            parts = [
-                delta_frame_head(self._epoch(), seq) if head is None else head,
+            # compact.join_parts([], meta, positions), joined once with the rest of the frame.
+            parts: list[Any] = [
+                head,
                 b'"encoding":"compact","items":[],"meta":[',
                 b",".join(meta),
                 b'],"positions":[',
+                *tick.position_slices(at),
+                b"]}",
             ]
-            if cols:
-                parts.append(tick.compact[cols[0]])  # type: ignore[arg-type]
-                parts += map(tick.compact_c.__getitem__, cols[1:])
-            parts.append(b"]}")
             self._send(Frame.from_parts("delta", seq, parts))
             return
         self._meta_known = None
-        self._emit(seq, body_fields([tick.items[c] for c in cols], self.encoding, self._meta_sent))
+        self._emit(seq, body_fields([tick.items[c] for c in at.tolist()], self.encoding, self._meta_sent))
+
+    def send_positions(self, seq: int, head: bytes, meta: list[bytes] | None, positions: list[memoryview]) -> None:
+        """A compact frame of positions already joined in pieces (a router slot's plan: the metas to
+        send, already recorded as sent, and byte ranges of its tick's joined positions)."""
+        parts: list[Any] = [
+            head,
+            b'"encoding":"compact","items":[],"meta":[',
+            b",".join(meta) if meta else b"",
+            b'],"positions":[',
+            *positions,
+            b"]}",
+        ]
+        self._send(Frame.from_parts("delta", seq, parts))
 
     def _emit(self, seq: int, body: str) -> None:
         self._send(Frame("delta", seq, delta_frame_body(self._epoch(), seq, body)))

@@ -16,11 +16,10 @@ table's token) and is kept in step by the lane path. Meta ids are never reused: 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
-
-from .ticks import Item
 
 MAX_IDS = 1 << 20
 """Distinct meta values numbered before the table starts over (a meta changes with battery, status, team)."""
@@ -51,32 +50,31 @@ class MetaTable:
             i = index[key] = len(index)
         return i
 
-    def columns(self, items: Iterable[Item]) -> tuple[np.ndarray, np.ndarray]:
-        """Each item's responder column and meta id (0: no meta, e.g. a delete)."""
+    def columns(self, keys: list[str], metas: list[bytes | None]) -> tuple[np.ndarray, np.ndarray]:
+        """Each item's responder column and meta id (0: no meta, e.g. a delete), from the items'
+        keys and metas (C-level lookups while every responder and meta is known)."""
         if len(self.ids) >= MAX_IDS:
             self.ids = {}
             self.token = object()
-        column, meta_id = self._column, self._id
-        cols: list[int] = []
-        mids: list[int] = []
-        for it in items:
-            cols.append(column(it.key))
-            m = it.meta
-            mids.append(0 if m is None else meta_id(m))
+        cols = list(map(self.index.get, keys))
+        if None in cols:
+            cols = [self._column(k) for k in keys]
+        mids = list(map(self.ids.get, metas))  # type: ignore[arg-type]
+        if None in mids:
+            meta_id = self._id
+            mids = [0 if m is None else meta_id(m) for m in metas]
         return np.array(cols, np.intp), np.array(mids, np.int32)
 
     def row(self, sent: Mapping[str, bytes]) -> np.ndarray:
         """A group's row from its record of sent metas."""
         keys = list(sent)
-        cols = list(map(self.index.get, keys))  # (C-level lookups: a seeded group holds every responder's meta)
-        if None in cols:
-            cols = [self._column(k) for k in keys]
-        mids = list(map(self.ids.get, sent.values()))
-        if None in mids:
-            mids = [self._id(m) for m in sent.values()]
-        row = np.full(max(64, len(self.index) * 2), -1, np.int32)
+        found = list(map(self.index.get, keys))  # (C-level lookups: a seeded group holds every responder's meta)
+        cols = [self._column(k) for k in keys] if None in found else found
+        found = list(map(self.ids.get, sent.values()))
+        mids = [self._id(m) for m in sent.values()] if None in found else found
+        row = np.full(_capacity(len(self.index)), -1, np.int32)
         if cols:
-            row[cols] = mids
+            row[np.array(cols, np.intp)] = np.array(mids, np.int32)
         return row
 
     def fit(self, row: np.ndarray) -> np.ndarray:
@@ -87,3 +85,47 @@ class MetaTable:
         grown = np.full(n * 2, -1, np.int32)
         grown[: len(row)] = row
         return grown
+
+
+def _capacity(columns: int) -> int:
+    return max(64, columns + 256, columns * 5 // 4)
+
+
+class SlotRows:
+    """The meta rows of a router slot's groups as one matrix, each group's row a view of it, so a
+    slot tick checks every (group, item) hit with one gather (see ``router.Router._match``). A group
+    whose row is not its view here (new, rebuilt after it forgot, or moved from another slot) has
+    its current row copied in."""
+
+    __slots__ = ("matrix", "token", "views")
+
+    def __init__(self) -> None:
+        self.matrix: np.ndarray | None = None
+        self.views: list[np.ndarray | None] = []
+        self.token: object = None
+
+    def refresh(self, table: MetaTable, groups: list[Any]) -> np.ndarray:
+        columns = len(table.index)
+        m = self.matrix
+        if m is None or self.token is not table.token or m.shape[0] != len(groups):
+            m = self.matrix = np.full((len(groups), _capacity(columns)), -1, np.int32)
+            self.views = [None] * len(groups)
+            self.token = table.token
+        elif m.shape[1] < columns:
+            grown = np.full((len(groups), _capacity(columns)), -1, np.int32)
+            grown[:, : m.shape[1]] = m
+            m = self.matrix = grown
+            self.views = [None] * len(groups)
+        views, token, width = self.views, table.token, m.shape[1]
+        for i, g in enumerate(groups):
+            row = g._meta_row
+            if row is not None and row is views[i] and g._meta_known is token:
+                continue
+            if row is None or g._meta_known is not token:
+                row = table.row(g._meta_sent)
+                g._meta_known = token
+            k = min(len(row), width)
+            m[i, :k] = row[:k]
+            m[i, k:] = -1
+            views[i] = g._meta_row = m[i]
+        return m

@@ -14,6 +14,12 @@ A lane with many groups is split into *slots* (:data:`SLOT_GROUPS` groups each) 
 turn, spread evenly over the interval, so one loop turn never flushes more than a slot's frames
 and the rest of the worker (the Redis subscriber and publisher, ingest) keeps its pace.
 
+A slot tick orders its points in strips of longitude, by latitude within each, so the points of
+one box are a few runs of consecutive points; for the compact groups it then works out every
+frame at once (:class:`Plan`): one gather of the slot's meta rows (:mod:`.metatable`) finds the few
+metas to send, and each group's positions are byte ranges of the tick's positions joined once, so
+a group's frame is a few slices joined into its WebSocket frame, with no Python work per item.
+
 Everything else (whole-map, H3-cell or team-scoped groups, items without a point for box groups)
 takes the same path as :meth:`Group.offer`, so the result is the same as asking each group in turn.
 """
@@ -23,11 +29,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable
+from itertools import pairwise
 
 import numpy as np
 
 from .groups import Group, TickItems
-from .metatable import MetaTable
+from .metatable import MetaTable, SlotRows
 from .ticks import Batch, Item, delta_frame_head
 
 MIN_GROUPS = 16
@@ -48,13 +55,16 @@ QUANTUM_S = 0.004
 class Slot:
     """Some of a lane's groups, their boxes, and the batches they have not taken yet."""
 
-    __slots__ = ("batches", "boxes", "groups", "last")
+    __slots__ = ("batches", "boxes", "compact", "groups", "last", "rows")
 
     def __init__(self, groups: list[Group], batches: list[Batch], last: float) -> None:
         self.groups = groups
         self.boxes = np.array([g.area.bbox for g in groups], dtype=np.float64).reshape(len(groups), 4)
+        self.compact = np.array([g.encoding == "compact" for g in groups], dtype=bool)
         self.batches = batches
         self.last = last
+        self.rows = SlotRows()
+        """The compact groups' meta rows as one matrix (see :class:`.metatable.SlotRows`)."""
 
 
 class Lane:
@@ -206,11 +216,11 @@ class Router:
             self._schedule(lane, loop, loop.time())
 
     def _route(self, slot: Slot, flush: bool) -> None:
-        work = self._match(slot)
+        work = self._match(slot, plan=flush)
         if work is not None:
             work.flush(flush, float("inf"))
 
-    def _match(self, slot: Slot) -> Work | None:
+    def _match(self, slot: Slot, plan: bool = True) -> Work | None:
         """The groups of ``slot`` with their items from the batches it queued (taken from it)."""
         batches, slot.batches = slot.batches, []
         if not batches or not slot.groups:
@@ -223,10 +233,22 @@ class Router:
                 latest[(it.topic, it.key)] = it
         point = [it for it in latest.values() if it.lon is not None and it.lat is not None]
         rest = [it for it in latest.values() if it.lon is None or it.lat is None]
-        hits: dict[int, tuple[list[int], np.ndarray]] = {}
+        hits: dict[int, np.ndarray] = {}
+        compact = bool(slot.compact.any())
+        frames = Plan()
         if point:
             lon = np.fromiter((it.lon for it in point), np.float64, len(point))
             lat = np.fromiter((it.lat for it in point), np.float64, len(point))
+            if len(point) > 2:
+                # Points in strips of longitude, by latitude within each: a box's items are then a few
+                # runs of consecutive points, so its frame is a few slices (TickItems.position_slices).
+                lo, hi = float(lon.min()), float(lon.max())
+                strips = max(1, int((len(point) / 2) ** 0.5))
+                order = np.lexsort((lat, np.floor((lon - lo) * (strips / ((hi - lo) or 1.0)))))
+                lon, lat = lon[order], lat[order]
+                point = list(map(point.__getitem__, order.tolist()))
+        tick = TickItems(point, self.metas if compact else None)
+        if point:
             bx = slot.boxes
             inside = (
                 (lon >= bx[:, 0:1]) & (lon <= bx[:, 2:3]) & (lat >= bx[:, 1:2]) & (lat <= bx[:, 3:4])
@@ -243,20 +265,81 @@ class Router:
                 hit_rows, hit_cols = np.nonzero(sub)
                 if not len(hit_rows):
                     continue
-                # Per group (row), its matching items: split the row-major hits at each new row.
+                # Per group (row), its matching items (ascending): split the row-major hits at each new row.
                 cuts = (np.flatnonzero(np.diff(hit_rows)) + 1).tolist()
-                cols = hit_cols.tolist()
                 row_ids = hit_rows[[0, *cuts]].tolist()
-                for r, s, e in zip(row_ids, [0, *cuts], [*cuts, len(cols)], strict=True):
-                    hits[rows[r]] = (cols[s:e], hit_cols[s:e])
-        compact = any(g.encoding == "compact" for g in slot.groups)
-        return Work(list(slot.groups), seq, point, rest, hits, self.metas if compact else None)
+                for r, s, e in zip(row_ids, [0, *cuts], [*cuts, len(hit_cols)], strict=True):
+                    hits[rows[r]] = hit_cols[s:e]
+                if plan and compact and tick.all_compact and not rest:
+                    self._plan(slot, tick, np.asarray(rows)[hit_rows], hit_cols, frames)
+        return Work(list(slot.groups), seq, point, rest, hits, tick, frames)
+
+    def _plan(self, slot: Slot, tick: TickItems, g_of: np.ndarray, cols: np.ndarray, plan: Plan) -> None:
+        """The compact groups' frames of a slot tick, for every (group, item) hit at once (``g_of``,
+        ``cols``: row-major, ascending items per group): which metas each group must send (one gather
+        of the slot's meta rows, then Python only for the rare misses) and its positions as runs of
+        consecutive items, i.e. byte ranges of the tick's joined positions."""
+        keep = slot.compact[g_of]
+        if not keep.all():
+            g_of, cols = g_of[keep], cols[keep]
+        if not len(cols):
+            return
+        assert tick.table is not None and tick.rcols is not None and tick.mids is not None
+        matrix = slot.rows.refresh(tick.table, slot.groups)
+        rc = tick.rcols[cols]
+        mids = tick.mids[cols]
+        groups, metas, keys = slot.groups, tick.metas, tick.keys
+        for i in (matrix[g_of, rc] != mids).nonzero()[0].tolist():
+            # Some responder entered a box or changed its meta (or a delete): just those.
+            c = int(cols[i])
+            m = metas[c]
+            if m is None:
+                continue
+            g = int(g_of[i])
+            sent = groups[g]._meta_sent
+            if sent.get(keys[c]) != m:
+                sent[keys[c]] = m
+                plan.metas.setdefault(g, []).append(m)
+            matrix[g, rc[i]] = mids[i]
+        # Runs: a hit starts one unless it follows the previous item of the same group.
+        n = len(cols)
+        starts = np.ones(n, bool)
+        np.not_equal(cols[1:], cols[:-1] + 1, out=starts[1:])
+        starts[1:] |= g_of[1:] != g_of[:-1]
+        ends = np.empty(n, bool)
+        ends[:-1] = starts[1:]
+        ends[-1] = True
+        _, offsets = tick.joined
+        a = offsets[cols[starts]]
+        b = offsets[cols[ends] + 1]
+        run_g = g_of[starts]
+        firsts = np.ones(len(run_g), bool)
+        np.not_equal(run_g[1:], run_g[:-1], out=firsts[1:])
+        a[firsts] += 1  # a frame's first position has no comma before it
+        first_runs = np.flatnonzero(firsts)
+        bounds = [*first_runs.tolist(), len(run_g)]
+        plan.a, plan.b = a.tolist(), b.tolist()
+        plan.runs = dict(zip(run_g[first_runs].tolist(), pairwise(bounds), strict=True))
+
+
+class Plan:
+    """A slot tick's compact frames worked out for all its groups at once (see ``Router._plan``)."""
+
+    __slots__ = ("a", "b", "metas", "runs")
+
+    def __init__(self) -> None:
+        self.metas: dict[int, list[bytes]] = {}
+        """Per group (slot index), the metas its frame carries."""
+        self.runs: dict[int, tuple[int, int]] = {}
+        """Per group, its range in ``a``/``b``: the byte ranges of its positions in the tick's joined positions."""
+        self.a: list[int] = []
+        self.b: list[int] = []
 
 
 class Work:
     """A slot's routed tick: what each of its groups takes, flushed group by group."""
 
-    __slots__ = ("groups", "hits", "next", "point", "rest", "seq", "tick")
+    __slots__ = ("groups", "hits", "next", "plan", "point", "rest", "seq", "tick")
 
     def __init__(
         self,
@@ -264,15 +347,17 @@ class Work:
         seq: int,
         point: list[Item],
         rest: list[Item],
-        hits: dict[int, tuple[list[int], np.ndarray]],
-        metas: MetaTable | None = None,
+        hits: dict[int, np.ndarray],
+        tick: TickItems,
+        plan: Plan | None = None,
     ) -> None:
         self.groups = groups
         self.seq = seq
         self.point = point
         self.rest = rest
         self.hits = hits
-        self.tick = TickItems(point, metas)
+        self.tick = tick
+        self.plan = plan or Plan()
         self.next = 0
 
     def flush(self, flush: bool, deadline: float) -> bool:
@@ -283,21 +368,30 @@ class Work:
         n = len(groups)
         # One frame opening (epoch, seq, sent_at) for the frames of this turn.
         head = delta_frame_head(groups[g]._epoch(), seq) if g < n else b""
+        plan = self.plan
+        runs, metas, a, b = plan.runs, plan.metas, plan.a, plan.b
+        buf = tick.joined[0] if runs else memoryview(b"")
         while g < n:
             group = groups[g]
-            hit = hits.get(g)
-            cols_g = hit[0] if hit is not None else None
+            at = hits.get(g)
             extra = [((it.topic, it.key), it) for it in rest if group.matches(it)] if rest else None
             if extra:
                 # Rare (a point-less item for a box): the group's general path.
-                group.take(seq, [((point[c].topic, point[c].key), point[c]) for c in cols_g or ()] + extra)
+                cols = at.tolist() if at is not None else []
+                group.take(seq, [((point[c].topic, point[c].key), point[c]) for c in cols] + extra)
                 if flush and group.members:
                     group.flush()
-            elif cols_g:
+            elif at is not None:
                 if flush and group.members:
-                    group.flush_tick(seq, tick, cols_g, hit[1], head)  # type: ignore[index]
+                    run = runs.get(g)
+                    if run is not None:
+                        r0, r1 = run
+                        slices = [buf[x:y] for x, y in zip(a[r0:r1], b[r0:r1], strict=True)]
+                        group.send_positions(seq, head, metas.get(g), slices)
+                    else:
+                        group.flush_tick(seq, tick, at, head)
                 elif not flush:
-                    group.take(seq, [((point[c].topic, point[c].key), point[c]) for c in cols_g])
+                    group.take(seq, [((point[c].topic, point[c].key), point[c]) for c in at.tolist()])
             g += 1
             if g & 7 == 0 and time.perf_counter() >= deadline:
                 break

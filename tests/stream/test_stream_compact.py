@@ -453,3 +453,65 @@ async def test_lane_frames_equal_the_per_group_path_over_random_ticks_and_a_meta
     assert metas_sent > 20
     for g in plain + routed:
         g.close()
+
+
+def test_a_box_frames_positions_are_slices_of_the_ticks_joined_positions() -> None:
+    """``TickItems.position_slices``: for any ascending subset of a tick's items, the slices join to
+    exactly the comma-separated compact positions of those items."""
+    import random
+
+    import numpy as np
+
+    from server.stream.groups import TickItems
+
+    rng = random.Random(3)
+    changes = [position(f"r{i:03d}", i, lon=CITY[0] + rng.uniform(-0.05, 0.05)) for i in range(300)]
+    tick = TickItems(decode_batch("ep", 1, encode_batch(changes, "w")).items)
+    for size in (0, 1, 2, 17, 150, 300):
+        at = np.array(sorted(rng.sample(range(300), size)), np.intp)
+        want = b",".join(tick.compact[c] for c in at.tolist())  # type: ignore[misc]
+        assert b"".join(tick.position_slices(at)) == want
+
+
+async def test_lane_frames_of_many_points_hold_exactly_each_boxs_positions() -> None:
+    """A lane tick of hundreds of points (ordered in strips, each box's positions sent as slices):
+    every box gets exactly the positions inside it, as when each group takes the batch itself."""
+    import random
+
+    from server.stream.router import MIN_GROUPS, Router
+
+    rng = random.Random(11)
+    boxes = []
+    for _ in range(MIN_GROUPS + 8):
+        lon, lat = CITY[0] + rng.uniform(-0.05, 0.05), CITY[1] + rng.uniform(-0.04, 0.04)
+        boxes.append(Area(bbox=(lon - 0.05, lat - 0.04, lon + 0.05, lat + 0.04)))
+    plain = [new_group("compact", a) for a in boxes]
+    routed = [new_group("compact", a) for a in boxes]
+    plain_viewers = [member(g) for g in plain]
+    routed_viewers = [member(g) for g in routed]
+    router = Router()
+    for seq in (1, 2):
+        changes = []
+        for i in range(600):
+            lon, lat = CITY[0] + rng.uniform(-0.08, 0.08), CITY[1] + rng.uniform(-0.06, 0.06)
+            c = position(f"r{i:03d}", seq, lon=lon, lat=lat)
+            changes.append(
+                Change("positions", c.key, c.data, accepted_at=c.accepted_at, lon=lon, lat=lat, team_id=TEAM)
+            )
+        for g in plain:
+            g._last_flush = 0.0
+            g.offer(decode_batch("ep", seq, encode_batch(changes, "w")))
+        router.deliver(decode_batch("ep", seq, encode_batch(changes, "w")), routed, 1)
+        router.route_pending()
+        for box, pv, rv in zip(boxes, plain_viewers, routed_viewers, strict=True):
+            (want,) = [json.loads(f.text) for f in pv._queue]
+            (got,) = [json.loads(f.text) for f in rv._queue]
+            pv._queue.clear()
+            rv._queue.clear()
+            assert sorted(got["positions"]) == sorted(want["positions"])
+            assert sorted(got["meta"]) == sorted(want["meta"])
+            x0, y0, x1, y1 = box.bbox  # type: ignore[misc]
+            assert all(x0 <= p[1] <= x1 and y0 <= p[2] <= y1 for p in got["positions"])
+            assert 100 < len(got["positions"]) < 600
+    for g in plain + routed:
+        g.close()
