@@ -465,7 +465,7 @@ async def main(phases: set[str], profile_s: int = 0, extra_env: dict[str, str] |
         f"# bench/ingest  {stamp()}  cores={os.cpu_count()}  loadavg={os.getloadavg()[0]:.1f} (other work on the box)"
         f"  phases={','.join(sorted(phases))}{''.join(f'  {k}={v}' for k, v in (extra_env or {}).items())}"
     )
-    with bench_stack("ingest", workers=2, SITREP_LOG_LEVEL="ERROR", **(extra_env or {})) as (server, env):
+    with bench_stack("ingest", workers=2, SITREP_LOG_LEVEL="ERROR", **(extra_env or {})) as (server, env):  # type: ignore[arg-type]
         url = env["SITREP_DATABASE_URL"]
         t0 = time.monotonic()
         devices = await add_responders(url, N_RESPONDERS)
