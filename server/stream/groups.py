@@ -44,19 +44,24 @@ class TickItems:
         "table",
     )
 
-    def __init__(self, items: list[Item], table: MetaTable | None = None) -> None:
+    def __init__(self, items: list[Item], table: MetaTable | None = None, lists: tuple[Any, ...] | None = None) -> None:
+        """``lists``: the items' keys, json, compact, metas, responder columns and meta ids, already
+        gathered (see ``router.Prepared``)."""
         self.items = items
-        self.keys = [it.key for it in items]
-        self.json = [it.json for it in items]
-        self.compact = [it.compact for it in items]
-        self.metas = [it.meta for it in items]
-        self.all_compact = None not in self.compact
         self.table = table
         """The worker's meta numbering (compact ticks): each item's responder column and meta id."""
         self.rcols: np.ndarray | None = None
         self.mids: np.ndarray | None = None
-        if table is not None:
-            self.rcols, self.mids = table.columns(self.keys, self.metas)
+        if lists is not None:
+            self.keys, self.json, self.compact, self.metas, self.rcols, self.mids = lists
+        else:
+            self.keys = [it.key for it in items]
+            self.json = [it.json for it in items]
+            self.compact = [it.compact for it in items]
+            self.metas = [it.meta for it in items]
+            if table is not None:
+                self.rcols, self.mids = table.columns(self.keys, self.metas)
+        self.all_compact = None not in self.compact
         self._joined: tuple[memoryview, np.ndarray] | None = None
 
     @property

@@ -29,7 +29,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable
-from itertools import pairwise
+from itertools import chain, pairwise
+from typing import Any
 
 import numpy as np
 
@@ -110,6 +111,8 @@ class Router:
         self._numbers: dict[int, int] = {}
         """A stable number per box group (by id), so it keeps its slot while others come and go."""
         self._counter = 0
+        self._keycols: dict[tuple[str, str], int] = {}
+        """A number per (topic, key), to find the newest state of each over several batches with numpy."""
         self.metas = MetaTable()
         """Responder columns and meta ids for the compact lane frames (see :mod:`.metatable`)."""
 
@@ -226,41 +229,61 @@ class Router:
         if not batches or not slot.groups:
             return None
         seq = batches[-1].seq
-        # Within a tick only the newest state of each object is sent (as the groups coalesce).
-        latest: dict[tuple[str, str], Item] = {}
-        for b in batches:
-            for it in b.items:
-                latest[(it.topic, it.key)] = it
-        point = [it for it in latest.values() if it.lon is not None and it.lat is not None]
-        rest = [it for it in latest.values() if it.lon is None or it.lat is None]
+        # Within a tick only the newest state of each object is sent (as the groups coalesce): the
+        # last occurrence of each (topic, key) over the queued batches, prepared once per batch.
+        preps = [self._prepare(b) for b in batches]
+        if any(p.token is not self.metas.token for p in preps):  # the meta numbering started over
+            preps = [self._prepare(b) for b in batches]
+        if len(preps) == 1:
+            (whole,) = preps
+        else:
+            whole = Prepared.concatenate(preps)
+        kcols = whole.kcols
+        _, first = np.unique(kcols[::-1], return_index=True)
+        keep = len(kcols) - 1 - first
+        keep.sort()
+        has_point = whole.has_point[keep]
+        rest = list(map(whole.items.__getitem__, keep[~has_point].tolist()))
+        sel = keep[has_point]
         hits: dict[int, np.ndarray] = {}
         compact = bool(slot.compact.any())
         frames = Plan()
-        if point:
-            lon = np.fromiter((it.lon for it in point), np.float64, len(point))
-            lat = np.fromiter((it.lat for it in point), np.float64, len(point))
-            if len(point) > 2:
-                # Points in strips of longitude, by latitude within each: a box's items are then a few
-                # runs of consecutive points, so its frame is a few slices (TickItems.position_slices).
-                lo, hi = float(lon.min()), float(lon.max())
-                strips = max(1, int((len(point) / 2) ** 0.5))
-                order = np.lexsort((lat, np.floor((lon - lo) * (strips / ((hi - lo) or 1.0)))))
-                lon, lat = lon[order], lat[order]
-                point = list(map(point.__getitem__, order.tolist()))
-        tick = TickItems(point, self.metas if compact else None)
+        lon, lat = whole.lon[sel], whole.lat[sel]
+        if len(sel) > 2:
+            # Points in strips of longitude, by latitude within each: a box's items are then a few
+            # runs of consecutive points, so its frame is a few slices (TickItems.position_slices).
+            lo, hi = float(lon.min()), float(lon.max())
+            strips = max(1, int((len(sel) / 2) ** 0.5))
+            order = np.lexsort((lat, np.floor((lon - lo) * (strips / ((hi - lo) or 1.0)))))
+            lon, lat, sel = lon[order], lat[order], sel[order]
+        at = sel.tolist()
+        point = list(map(whole.items.__getitem__, at))
+        lists = (
+            list(map(whole.keys.__getitem__, at)),
+            list(map(whole.json.__getitem__, at)),
+            list(map(whole.compact.__getitem__, at)),
+            list(map(whole.metas.__getitem__, at)),
+            whole.rcols[sel],
+            whole.mids[sel],
+        )
+        tick = TickItems(point, self.metas if compact else None, lists)
         if point:
             bx = slot.boxes
             inside = (
                 (lon >= bx[:, 0:1]) & (lon <= bx[:, 2:3]) & (lat >= bx[:, 1:2]) & (lat <= bx[:, 3:4])
             )  # groups x points
-            topics = [it.topic for it in point]
+            topics = list(map(whole.topics.__getitem__, at))
+            present = set(topics)
             rows_by_topics: dict[frozenset[str], list[int]] = {}
             for g, group in enumerate(slot.groups):
                 rows_by_topics.setdefault(group.topics, []).append(g)
             for wanted_topics, rows in rows_by_topics.items():
-                wanted = np.fromiter((t in wanted_topics for t in topics), bool, len(topics))
-                if not wanted.any():
-                    continue
+                if present <= wanted_topics:
+                    wanted: Any = True
+                else:
+                    wanted = np.fromiter((t in wanted_topics for t in topics), bool, len(topics))
+                    if not wanted.any():
+                        continue
                 sub = inside[rows] & wanted if len(rows) < len(slot.groups) else inside & wanted
                 hit_rows, hit_cols = np.nonzero(sub)
                 if not len(hit_rows):
@@ -273,6 +296,13 @@ class Router:
                 if plan and compact and tick.all_compact and not rest:
                     self._plan(slot, tick, np.asarray(rows)[hit_rows], hit_cols, frames)
         return Work(list(slot.groups), seq, point, rest, hits, tick, frames)
+
+    def _prepare(self, batch: Batch) -> Prepared:
+        """What every slot routing ``batch`` needs from it, computed once (per meta numbering)."""
+        p = batch.prepared
+        if p is None or p.token is not self.metas.token:
+            p = batch.prepared = Prepared(batch.items, self._keycols, self.metas)
+        return p  # type: ignore[no-any-return]
 
     def _plan(self, slot: Slot, tick: TickItems, g_of: np.ndarray, cols: np.ndarray, plan: Plan) -> None:
         """The compact groups' frames of a slot tick, for every (group, item) hit at once (``g_of``,
@@ -320,6 +350,59 @@ class Router:
         bounds = [*first_runs.tolist(), len(run_g)]
         plan.a, plan.b = a.tolist(), b.tolist()
         plan.runs = dict(zip(run_g[first_runs].tolist(), pairwise(bounds), strict=True))
+
+
+class Prepared:
+    """A received batch's items as parallel lists and arrays (computed once, shared by every slot
+    that routes it): (topic, key) numbers, whether each has a point, lon/lat, what frames are built
+    from, and responder columns and meta ids."""
+
+    __slots__ = (
+        "compact",
+        "has_point",
+        "items",
+        "json",
+        "kcols",
+        "keys",
+        "lat",
+        "lon",
+        "metas",
+        "mids",
+        "rcols",
+        "token",
+        "topics",
+    )
+
+    def __init__(self, items: list[Item], keycols: dict[tuple[str, str], int] | None, table: MetaTable | None) -> None:
+        if keycols is None or table is None:
+            return  # (concatenate fills it)
+        n = len(items)
+        self.items = items
+        self.topics = [it.topic for it in items]
+        self.keys = [it.key for it in items]
+        pairs = list(zip(self.topics, self.keys, strict=True))
+        found = list(map(keycols.get, pairs))
+        if None in found:
+            found = [keycols.setdefault(pair, len(keycols)) for pair in pairs]
+        self.kcols = np.array(found, np.intp)
+        self.has_point = np.fromiter((it.lon is not None and it.lat is not None for it in items), bool, n)
+        self.lon = np.fromiter((np.nan if it.lon is None else it.lon for it in items), np.float64, n)
+        self.lat = np.fromiter((np.nan if it.lat is None else it.lat for it in items), np.float64, n)
+        self.json = [it.json for it in items]
+        self.compact = [it.compact for it in items]
+        self.metas = [it.meta for it in items]
+        self.rcols, self.mids = table.columns(self.keys, self.metas)
+        self.token = table.token
+
+    @classmethod
+    def concatenate(cls, parts: list[Prepared]) -> Prepared:
+        p = cls([], None, None)
+        for name in ("items", "topics", "keys", "json", "compact", "metas"):
+            setattr(p, name, list(chain.from_iterable(getattr(q, name) for q in parts)))
+        for name in ("kcols", "has_point", "lon", "lat", "rcols", "mids"):
+            setattr(p, name, np.concatenate([getattr(q, name) for q in parts]))
+        p.token = parts[0].token
+        return p
 
 
 class Plan:

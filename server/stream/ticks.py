@@ -97,7 +97,7 @@ class Item:
 
 
 class Batch:
-    __slots__ = ("epoch", "items", "seq", "t", "worker")
+    __slots__ = ("epoch", "items", "prepared", "seq", "t", "worker")
 
     def __init__(self, epoch: str, seq: int, t: float, worker: str, items: list[Item]) -> None:
         self.epoch = epoch
@@ -105,6 +105,8 @@ class Batch:
         self.t = t
         self.worker = worker
         self.items = items
+        self.prepared: Any = None
+        """What a router lane computed from this batch once for all its slots (``router.Prepared``)."""
 
 
 def wire_item(change: Change) -> WireItem:
