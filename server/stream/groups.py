@@ -69,7 +69,7 @@ class TickItems:
         """Every compact position after a comma, joined once (``,p0,p1,…``), and where each starts
         (``n + 1`` offsets): the positions of items ``a..b-1`` are one slice (built on first use)."""
         if self._joined is None:
-            compact: list[bytes] = self.compact  # type: ignore[assignment]
+            compact: list[bytes] = self.compact
             n = len(compact)
             offsets = np.zeros(n + 1, np.int64)
             np.cumsum(np.fromiter(map(len, compact), np.int64, n) + 1, out=offsets[1:])

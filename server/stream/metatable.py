@@ -67,14 +67,18 @@ class MetaTable:
 
     def row(self, sent: Mapping[str, bytes]) -> np.ndarray:
         """A group's row from its record of sent metas."""
-        keys = list(sent)
-        found = list(map(self.index.get, keys))  # (C-level lookups: a seeded group holds every responder's meta)
-        cols = [self._column(k) for k in keys] if None in found else found
-        found = list(map(self.ids.get, sent.values()))
-        mids = [self._id(m) for m in sent.values()] if None in found else found
+        n = len(sent)
+        # C-level lookups (a seeded city box holds ~1,000 metas); a None (not numbered yet) raises.
+        try:
+            cols = np.fromiter(map(self.index.get, sent), np.intp, n)
+        except TypeError:
+            cols = np.array([self._column(k) for k in sent], np.intp)
+        try:
+            mids = np.fromiter(map(self.ids.get, sent.values()), np.int32, n)
+        except TypeError:
+            mids = np.array([self._id(m) for m in sent.values()], np.int32)
         row = np.full(_capacity(len(self.index)), -1, np.int32)
-        if cols:
-            row[np.array(cols, np.intp)] = np.array(mids, np.int32)
+        row[cols] = mids
         return row
 
     def fit(self, row: np.ndarray) -> np.ndarray:

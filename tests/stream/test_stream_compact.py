@@ -515,3 +515,18 @@ async def test_lane_frames_of_many_points_hold_exactly_each_boxs_positions() -> 
             assert 100 < len(got["positions"]) < 600
     for g in plain + routed:
         g.close()
+
+
+def test_meta_table_rows_number_unknown_responders_and_metas() -> None:
+    """A group's row built from its record of sent metas: responders and metas never seen in a tick
+    (a seeded snapshot's) get numbers too, and the row says which meta was sent for each."""
+    from server.stream.metatable import MetaTable
+
+    table = MetaTable()
+    cols, mids = table.columns(["a", "b"], [b'["a",1]', None])
+    assert mids.tolist()[1] == 0
+    row = table.row({"a": b'["a",1]', "c": b'["c",2]'})
+    assert row[table.index["a"]] == table.ids[b'["a",1]'] == mids[0]
+    assert row[table.index["c"]] == table.ids[b'["c",2]'] != mids[0]
+    assert row[table.index["b"]] == -1
+    assert table.row({}).tolist().count(-1) == len(table.row({}))
