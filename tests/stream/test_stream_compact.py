@@ -523,7 +523,7 @@ def test_meta_table_rows_number_unknown_responders_and_metas() -> None:
     from server.stream.metatable import MetaTable
 
     table = MetaTable()
-    cols, mids = table.columns(["a", "b"], [b'["a",1]', None])
+    _, mids = table.columns(["a", "b"], [b'["a",1]', None])
     assert mids.tolist()[1] == 0
     row = table.row({"a": b'["a",1]', "c": b'["c",2]'})
     assert row[table.index["a"]] == table.ids[b'["a",1]'] == mids[0]
