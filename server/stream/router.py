@@ -53,6 +53,10 @@ QUANTUM_S = 0.004
 """Most time a lane spends flushing frames in one loop turn before it lets the others run."""
 
 
+PLANNED = np.empty(0, np.intp)
+"""A group's hits when its frame is in the slot tick's :class:`Plan` (its positions are runs there)."""
+
+
 class Slot:
     """Some of a lane's groups, their boxes, and the batches they have not taken yet."""
 
@@ -285,6 +289,12 @@ class Router:
                     if not wanted.any():
                         continue
                 sub = inside[rows] & wanted if len(rows) < len(slot.groups) else inside & wanted
+                if plan and tick.all_compact and not rest and slot.compact[rows].all():
+                    # Every frame of these groups is planned at once (no per-group item lists).
+                    self._plan(slot, tick, rows, sub, frames)
+                    for g in frames.runs:
+                        hits[g] = PLANNED
+                    continue
                 hit_rows, hit_cols = np.nonzero(sub)
                 if not len(hit_rows):
                     continue
@@ -294,7 +304,7 @@ class Router:
                 for r, s, e in zip(row_ids, [0, *cuts], [*cuts, len(hit_cols)], strict=True):
                     hits[rows[r]] = hit_cols[s:e]
                 if plan and compact and tick.all_compact and not rest:
-                    self._plan(slot, tick, np.asarray(rows)[hit_rows], hit_cols, frames)
+                    self._plan(slot, tick, rows, sub, frames)
         return Work(list(slot.groups), seq, point, rest, hits, tick, frames)
 
     def _prepare(self, batch: Batch) -> Prepared:
@@ -304,52 +314,53 @@ class Router:
             p = batch.prepared = Prepared(batch.items, self._keycols, self.metas)
         return p  # type: ignore[no-any-return]
 
-    def _plan(self, slot: Slot, tick: TickItems, g_of: np.ndarray, cols: np.ndarray, plan: Plan) -> None:
-        """The compact groups' frames of a slot tick, for every (group, item) hit at once (``g_of``,
-        ``cols``: row-major, ascending items per group): which metas each group must send (one gather
-        of the slot's meta rows, then Python only for the rare misses) and its positions as runs of
-        consecutive items, i.e. byte ranges of the tick's joined positions."""
-        keep = slot.compact[g_of]
+    def _plan(self, slot: Slot, tick: TickItems, rows: list[int], sub: np.ndarray, plan: Plan) -> None:
+        """The compact groups' frames of a slot tick, worked out on the (groups ``rows`` x points)
+        match matrix ``sub`` at once: which metas each group must send (the slot's meta rows gathered
+        at the points' responder columns, then Python only for the rare misses) and its positions as
+        runs of consecutive points, i.e. byte ranges of the tick's joined positions."""
+        rows_a = np.asarray(rows, np.intp)
+        keep = slot.compact[rows_a]
         if not keep.all():
-            g_of, cols = g_of[keep], cols[keep]
-        if not len(cols):
+            rows_a, sub = rows_a[keep], sub[keep]
+        if not len(rows_a):
             return
         assert tick.table is not None and tick.rcols is not None and tick.mids is not None
         matrix = slot.rows.refresh(tick.table, slot.groups)
-        rc = tick.rcols[cols]
-        mids = tick.mids[cols]
+        rcols, mids = tick.rcols, tick.mids
+        known = matrix.take(rcols, axis=1) if len(rows_a) == len(matrix) else matrix[rows_a][:, rcols]
         groups, metas, keys = slot.groups, tick.metas, tick.keys
-        for i in (matrix[g_of, rc] != mids).nonzero()[0].tolist():
+        unsent_r, unsent_c = ((known != mids) & sub).nonzero()
+        for r, c in zip(unsent_r.tolist(), unsent_c.tolist(), strict=True):
             # Some responder entered a box or changed its meta (or a delete): just those.
-            c = int(cols[i])
             m = metas[c]
             if m is None:
                 continue
-            g = int(g_of[i])
+            g = int(rows_a[r])
             sent = groups[g]._meta_sent
             if sent.get(keys[c]) != m:
                 sent[keys[c]] = m
                 plan.metas.setdefault(g, []).append(m)
-            matrix[g, rc[i]] = mids[i]
-        # Runs: a hit starts one unless it follows the previous item of the same group.
-        n = len(cols)
-        starts = np.ones(n, bool)
-        np.not_equal(cols[1:], cols[:-1] + 1, out=starts[1:])
-        starts[1:] |= g_of[1:] != g_of[:-1]
-        ends = np.empty(n, bool)
-        ends[:-1] = starts[1:]
-        ends[-1] = True
+            matrix[g, rcols[c]] = mids[c]
+        # Runs of consecutive points in each row: where a hit follows no hit, and where one is followed by none.
+        starts = sub.copy()
+        starts[:, 1:] &= ~sub[:, :-1]
+        ends = sub.copy()
+        ends[:, :-1] &= ~sub[:, 1:]
+        run_r, first_c = starts.nonzero()
+        _, last_c = ends.nonzero()
+        if not len(run_r):
+            return
         _, offsets = tick.joined
-        a = offsets[cols[starts]]
-        b = offsets[cols[ends] + 1]
-        run_g = g_of[starts]
-        firsts = np.ones(len(run_g), bool)
-        np.not_equal(run_g[1:], run_g[:-1], out=firsts[1:])
+        a = offsets[first_c]
+        b = offsets[last_c + 1]
+        firsts = np.ones(len(run_r), bool)
+        np.not_equal(run_r[1:], run_r[:-1], out=firsts[1:])
         a[firsts] += 1  # a frame's first position has no comma before it
         first_runs = np.flatnonzero(firsts)
-        bounds = [*first_runs.tolist(), len(run_g)]
+        bounds = [*first_runs.tolist(), len(run_r)]
         plan.a, plan.b = a.tolist(), b.tolist()
-        plan.runs = dict(zip(run_g[first_runs].tolist(), pairwise(bounds), strict=True))
+        plan.runs = dict(zip(rows_a[run_r[first_runs]].tolist(), pairwise(bounds), strict=True))
 
 
 class Prepared:
