@@ -41,12 +41,15 @@ from .ticks import Batch, Item, delta_frame_head
 MIN_GROUPS = 16
 """Below this many bbox groups the plain per-group path is as fast."""
 
-SLOT_GROUPS = 128
+SLOT_GROUPS = 256
 """Most groups a lane routes in one loop turn. A lane with more is split into slots of about this
 many groups that take turns (one slot every ``interval / slots``), so routing never holds the event
 loop for long: a lane that flushed thousands of groups in one turn (~0.3 s of CPU for 2,500 city
 boxes) stalled the Redis subscriber, the publisher and ingest behind it, and every stage of that
-pipeline then waited a whole routing turn (seconds of latency with the CPU half idle)."""
+pipeline then waited a whole routing turn (seconds of latency with the CPU half idle). Since a
+slot's frames are planned at once (no Python work per item), each slot tick costs mostly a fixed
+overhead, so slots are larger than they were (128): 5,000 city boxes at 4 Hz delivered ~5,000-6,200
+frames/s with 128 and ~6,300-9,300 with 256 (512: ~6,200) in bench/stream.py on this machine."""
 
 
 QUANTUM_S = 0.004
