@@ -202,11 +202,22 @@ class Group:
         self._timer: asyncio.TimerHandle | None = None
         self.share: SnapshotShare | None = None
 
+    def visible(self, item: Item) -> bool:
+        """Topic and scope allow ``item`` (wherever it is)."""
+        return item.topic in self.topics and self.scope.allows(
+            item.topic, item.key, item.team_id, item.responder_ids, item.public
+        )
+
     def matches(self, item: Item) -> bool:
+        """Visible and in the area: its point (or bbox) is, or its previous point was (it left the
+        area: one last update so the viewer moves it out)."""
+        if not self.visible(item):
+            return False
+        area = self.area
+        if area.matches(item.lon, item.lat, item.bbox, item.cells):
+            return True
         return (
-            item.topic in self.topics
-            and self.scope.allows(item.topic, item.key, item.team_id, item.responder_ids, item.public)
-            and self.area.matches(item.lon, item.lat, item.bbox, item.cells)
+            item.plon is not None and item.plat is not None and area.contains_point(item.plon, item.plat, item.pcells)
         )
 
     def filter(self, batch: Batch) -> list[Item]:
@@ -251,8 +262,11 @@ class Group:
         pending = self._pending
         taken = False
         for item in batch.items:
-            if self.matches(item):
-                pending[(item.topic, item.key)] = item
+            k = (item.topic, item.key)
+            # An object already pending this tick keeps its newest state even where that no longer
+            # matches (it left the area within the tick), as a router lane coalesces before it filters.
+            if self.matches(item) or (k in pending and self.visible(item)):
+                pending[k] = item
                 taken = True
         if taken:
             self.taken(batch.seq)

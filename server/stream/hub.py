@@ -35,7 +35,7 @@ from .protocol import Ping, Resume, StreamError, Subscribe, Unsubscribe
 from .protocol import parse_message as parse_client
 from .router import Router
 from .scope import check_topics, scope_for
-from .ticks import Batch, Coalescer, decode_batch, encode_batch, message
+from .ticks import Batch, Coalescer, PointMemory, decode_batch, encode_batch, message
 from .viewer import CLOSE_RESTART, Frame, Viewer, ViewerSub
 
 if TYPE_CHECKING:
@@ -59,6 +59,8 @@ class StreamHub:
         self._coalescer = Coalescer()
         self._metas: dict[str, bytes] = {}
         self._router = Router()
+        self._points = PointMemory()
+        """The last point of every located object, so areas it leaves hear about it (see ``Group.matches``)."""
         self._groups_version = 0
         self._pending = asyncio.Event()
         self._lost = False
@@ -228,11 +230,14 @@ class StreamHub:
             return
         self.last_seq = seq
         self._received.append((time.time(), seq))
+        if len(self._points):
+            self._points.clear()  # the points it holds go stale while batches are skipped
         if self.live.warm or self.live.loading:
             self.live.invalidate()
         m.BATCHES_RECEIVED.inc()
 
     def _deliver(self, batch: Batch) -> None:
+        self._points.apply(batch.items)
         # One bytes object per responder's current compact meta, shared by every group that keeps it.
         canon = self._metas
         for it in batch.items:
@@ -438,10 +443,13 @@ class StreamHub:
                 if entries[0][1] < time.time() - self.settings.stream_history_s:
                     return False
             frames = []
+            points = PointMemory()  # an object leaving the area within the replayed batches is sent leaving it
             for seq, _, payload in entries:
                 if seq > upto:
                     break
-                frame = vsub.group.replay_frame(decode_batch(current, seq, payload))
+                batch = decode_batch(current, seq, payload)
+                points.apply(batch.items)
+                frame = vsub.group.replay_frame(batch)
                 if frame is not None:
                     frames.append(frame)
             viewer.put(

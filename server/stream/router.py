@@ -279,6 +279,7 @@ class Router:
             inside = (
                 (lon >= bx[:, 0:1]) & (lon <= bx[:, 2:3]) & (lat >= bx[:, 1:2]) & (lat <= bx[:, 3:4])
             )  # groups x points
+            self._left(whole, sel, bx, inside)
             topics = list(map(whole.topics.__getitem__, at))
             present = set(topics)
             rows_by_topics: dict[frozenset[str], list[int]] = {}
@@ -309,6 +310,33 @@ class Router:
                 if plan and compact and tick.all_compact and not rest:
                     self._plan(slot, tick, rows, sub, frames)
         return Work(list(slot.groups), seq, point, rest, hits, tick, frames)
+
+    @staticmethod
+    def _left(whole: Prepared, sel: np.ndarray, bx: np.ndarray, inside: np.ndarray) -> None:
+        """A box also sends a point whose previous point it held (the object left it: one last update),
+        as ``Group.matches`` does. Over the tick's batches an object's previous points are the one
+        before the tick and each of its points but the newest, so the newest state (column of ``sel``)
+        goes to every box that held any of them, as a group taking the batches one by one sends it."""
+        kcols, plon, plat = whole.kcols, whole.plon, whole.plat
+        column = np.full(int(kcols.max()) + 1, -1, np.intp)
+        column[kcols[sel]] = np.arange(len(sel))
+        cols = column[kcols]
+        loose = (cols >= 0) & ~whole.has_point
+        if loose.any():
+            # An earlier state without a point (a delete, then the object is back) went everywhere.
+            inside[:, cols[loose]] = True
+        has = (cols >= 0) & ~np.isnan(plon)
+        if not has.any():
+            return
+        cols, px, py = cols[has], plon[has], plat[has]
+        held = (px >= bx[:, 0:1]) & (px <= bx[:, 2:3]) & (py >= bx[:, 1:2]) & (py <= bx[:, 3:4])
+        if len(cols) == len(np.unique(cols)):
+            inside[:, cols] |= held
+            return
+        order = np.argsort(cols, kind="stable")
+        cols = cols[order]
+        first = np.flatnonzero(np.r_[True, cols[1:] != cols[:-1]])
+        inside[:, cols[first]] |= np.logical_or.reduceat(held[:, order], first, axis=1)
 
     def _prepare(self, batch: Batch) -> Prepared:
         """What every slot routing ``batch`` needs from it, computed once (per meta numbering)."""
@@ -382,6 +410,8 @@ class Prepared:
         "lon",
         "metas",
         "mids",
+        "plat",
+        "plon",
         "rcols",
         "token",
         "topics",
@@ -402,6 +432,8 @@ class Prepared:
         self.has_point = np.fromiter((it.lon is not None and it.lat is not None for it in items), bool, n)
         self.lon = np.fromiter((np.nan if it.lon is None else it.lon for it in items), np.float64, n)
         self.lat = np.fromiter((np.nan if it.lat is None else it.lat for it in items), np.float64, n)
+        self.plon = np.fromiter((np.nan if it.plon is None else it.plon for it in items), np.float64, n)
+        self.plat = np.fromiter((np.nan if it.plat is None else it.plat for it in items), np.float64, n)
         self.json = [it.json for it in items]
         self.compact = [it.compact for it in items]
         self.metas = [it.meta for it in items]
@@ -413,7 +445,7 @@ class Prepared:
         p = cls([], None, None)
         for name in ("items", "topics", "keys", "json", "compact", "metas"):
             setattr(p, name, list(chain.from_iterable(getattr(q, name) for q in parts)))
-        for name in ("kcols", "has_point", "lon", "lat", "rcols", "mids"):
+        for name in ("kcols", "has_point", "lon", "lat", "plon", "plat", "rcols", "mids"):
             setattr(p, name, np.concatenate([getattr(q, name) for q in parts]))
         p.token = parts[0].token
         return p

@@ -64,6 +64,9 @@ class Item:
         "lat",
         "lon",
         "meta",
+        "pcells",
+        "plat",
+        "plon",
         "public",
         "responder_ids",
         "team_id",
@@ -94,6 +97,43 @@ class Item:
                 pass  # not position-shaped: compact viewers get this item as its json object
         self.cells: dict[int, int] = {}
         """H3 cell of the point per resolution, computed once per batch for cell areas."""
+        self.plon: float | None = None
+        self.plat: float | None = None
+        """The previous point of this ``(topic, key)`` this worker saw (see :class:`PointMemory`): a box or
+        cell group that contained it also gets this item, so its viewers see the object leave."""
+        self.pcells: dict[int, int] = {}
+        """:attr:`cells` of the previous point."""
+
+
+class PointMemory:
+    """The last point seen per ``(topic, key)``, kept per worker: :meth:`apply` sets each item's
+    previous point (``plon``/``plat``) before the batch is routed, so an area that held the object's
+    previous point sends one last update when it leaves (the client moves it out or drops it).
+    Applied in batch order, so over several batches of one tick an object's previous points are the
+    point before the tick and every point but its last within it."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str], tuple[float, float]] = {}
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+    def clear(self) -> None:
+        self._last.clear()
+
+    def apply(self, items: list[Item]) -> None:
+        last = self._last
+        for it in items:
+            k = (it.topic, it.key)
+            prev = last.get(k)
+            if prev is not None:
+                it.plon, it.plat = prev
+            if it.lon is not None and it.lat is not None:
+                last[k] = (it.lon, it.lat)
+            elif prev is not None:
+                del last[k]  # deleted (or no longer located): nothing to leave from next time
 
 
 class Batch:
