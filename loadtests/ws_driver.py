@@ -7,7 +7,7 @@ frame-received latency (from each item's ``accepted_at``), drops and resumes.
 
 Uses the public API only. With ``--encoding compact`` the viewers subscribe to the compact
 positions form (docs/stream.md) and latency is measured from each compact position's
-``accepted_at_ms`` (index 8). A socket that is closed is reconnected and resumed from its last
+acceptance time (``fix_time_ms`` + ``accepted_after_ms``, indexes 3 and 8). A socket that is closed is reconnected and resumed from its last
 ``(epoch, seq)``; resumes (replayed or reset) and drops (4008) are counted.
 
 Built so that the driver is not the bottleneck it measures:
@@ -54,9 +54,10 @@ class _Item(msgspec.Struct):
 
 
 class _Position(msgspec.Struct, array_like=True):
-    """A compact position: [id, lon, lat, fix_time_ms, speed_mps, heading_deg, accuracy_m, flags, accepted_at_ms]."""
+    """A compact position: [handle, lon, lat, fix_time_ms, speed_mps, heading_deg, accuracy_m, flags,
+    accepted_after_ms] (accepted at fix_time_ms + accepted_after_ms; unix ms itself without a fix time)."""
 
-    id: Any
+    handle: Any
     lon: Any
     lat: Any
     fix_time_ms: Any
@@ -64,7 +65,7 @@ class _Position(msgspec.Struct, array_like=True):
     heading_deg: Any
     accuracy_m: Any
     flags: Any
-    accepted_at_ms: float | None = None
+    accepted_after_ms: float | None = None
 
 
 class _Msg(msgspec.Struct):
@@ -360,9 +361,10 @@ class Viewer:
                 srv[int((m.sent_at - it.accepted_at) * 1000)] += 1
             now_ms, sent_ms = now * 1000, m.sent_at * 1000
             for p in m.positions:
-                if p.accepted_at_ms is not None:
-                    lat[int(now_ms - p.accepted_at_ms)] += 1
-                    srv[int(sent_ms - p.accepted_at_ms)] += 1
+                if p.accepted_after_ms is not None:
+                    accepted_ms = p.accepted_after_ms + (p.fix_time_ms or 0)
+                    lat[int(now_ms - accepted_ms)] += 1
+                    srv[int(sent_ms - accepted_ms)] += 1
             st.delivery_ms[int((now - m.sent_at) * 1000)] += 1
 
     async def run(self, stop: list[float]) -> None:

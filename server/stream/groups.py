@@ -5,7 +5,8 @@ A group filters each received batch once, coalesces what passes (newest state pe
 receives as the same string. A ``compact`` group (see :mod:`.compact`) sends positions as arrays
 and a responder's meta only when it differs from what the group last sent; the record of what
 was sent is forgotten whenever a snapshot is read for the group (and, for bbox and cell areas,
-whenever a viewer joins), so every member has every meta it needs.
+whenever a viewer joins; for any area, whenever a viewer resumes), so every member has the meta
+(and so the handle, see :mod:`.compact`) of every responder whose position it receives.
 """
 
 from __future__ import annotations
@@ -223,12 +224,14 @@ class Group:
     def filter(self, batch: Batch) -> list[Item]:
         return [item for item in batch.items if self.matches(item)]
 
-    def add(self, sub: ViewerSub) -> None:
+    def add(self, sub: ViewerSub, resuming: bool = False) -> None:
         """A viewer joins. Its snapshot holds the meta of every responder in the area; one outside
         the area then may enter it later, so a bbox or cell group forgets what it sent and sends
-        each responder's meta again on its next appearance (a whole-map snapshot has them all)."""
+        each responder's meta again on its next appearance (a whole-map snapshot has them all). A
+        resuming viewer gets no snapshot, only the replayed deltas (with the meta of each responder
+        in them), and compact handles are valid on one connection only, so any group forgets then."""
         self.members.add(sub)
-        if not self.area.everywhere:
+        if resuming or not self.area.everywhere:
             self.forget_meta()
 
     def forget_meta(self) -> None:

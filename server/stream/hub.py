@@ -400,9 +400,9 @@ class StreamHub:
             )
         group = self._group(sub.topics, sub.area, sub.max_rate_hz, viewer, sub.encoding)
         vsub = ViewerSub(sub.id, viewer, group)
-        group.add(vsub)
-        viewer.subs[sub.id] = vsub
         point = (sub.epoch, sub.from_seq) if sub.epoch is not None else viewer.resume_point
+        group.add(vsub, resuming=point is not None and point[1] is not None)
+        viewer.subs[sub.id] = vsub
         if point is not None and point[1] is not None:
             if await self._replay(viewer, vsub, point[0], point[1]):
                 return

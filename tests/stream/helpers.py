@@ -19,6 +19,8 @@ class Viewer:
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
         self.messages: list[dict[str, Any]] = []
+        self.handles: dict[int, str] = {}
+        """Compact handle → responder id, from every meta this connection received (valid for it only)."""
 
     async def send(self, msg: dict[str, Any] | str) -> None:
         await self.ws.send(msg if isinstance(msg, str) else json.dumps(msg))
@@ -41,6 +43,8 @@ class Viewer:
             except TimeoutError:
                 continue
             m = json.loads(raw)
+            for meta in m.get("meta", ()) if isinstance(m, dict) else ():
+                self.handles[meta[5]] = meta[0]
             if pred(m):
                 return m
             self.messages.append(m)

@@ -16,7 +16,7 @@ from server.bus import Change
 from server.security import Principal
 from server.settings import StreamSettings
 from server.stream.area import Area
-from server.stream.compact import FLAG_DELETED, FLAG_STALE, expand
+from server.stream.compact import FLAG_DELETED, FLAG_STALE, HANDLES, accepted_ms, expand, ids_of
 from server.stream.groups import Group, group_key
 from server.stream.protocol import StreamError, Subscribe, parse_message
 from server.stream.scope import Scope
@@ -105,18 +105,20 @@ async def test_compact_items_decode_to_the_json_forms_values() -> None:
     by_key = {i["key"]: i for i in jframe["items"]}
     # Other topics keep their json objects; positions become arrays, with meta on first sight.
     assert [i["key"] for i in cframe["items"]] == ["i1"] and cframe["items"][0] == by_key["i1"]
-    metas = {m[0]: m for m in cframe["meta"]}
+    metas = {m[5]: m for m in cframe["meta"]}  # by handle
     assert len(cframe["positions"]) == len(metas) == 12
     for p in cframe["positions"]:
-        j = by_key[p[0]]
+        assert isinstance(p[0], int) and metas[p[0]][5] == p[0] == HANDLES(metas[p[0]][0])
+        j = by_key[metas[p[0]][0]]
         data = expand(p, metas[p[0]])
         assert_same(data, j["data"])
         assert data["team_id"] == TEAM
-        assert p[8] == round(j["accepted_at"] * 1000)
-        assert isinstance(p[3], int) and isinstance(p[8], int)
+        assert accepted_ms(p) == round(j["accepted_at"] * 1000)
+        assert isinstance(p[3], int) and isinstance(p[8], int) and p[3] + p[8] == accepted_ms(p)
         assert bool(p[7] & FLAG_STALE) is j["data"]["stale"]
-    # A moving responder costs well under 120 bytes per tick once its meta is known.
-    assert max(len(json.dumps(p, separators=(",", ":"))) for p in cframe["positions"]) < 110
+    # A moving responder costs well under 80 bytes per tick once its meta is known (a handle, not its
+    # UUID; acceptance relative to the fix time).
+    assert max(len(json.dumps(p, separators=(",", ":"))) for p in cframe["positions"]) < 75
 
 
 async def test_compact_group_sends_meta_only_when_it_changes() -> None:
@@ -135,10 +137,14 @@ async def test_compact_group_sends_meta_only_when_it_changes() -> None:
     same = await frame(position("a", 5, lon=CITY[0] + 0.01), position("b", 6, lon=CITY[0] + 0.02), seq=3)
     assert same["meta"] == [] and len(same["positions"]) == 2
     busy = await frame(position("a", 5, status="busy"), position("b", 6), seq=4)
-    assert busy["meta"] == [["a", "E1-a", "busy", TEAM, 77]] and len(busy["positions"]) == 2
-    gone = await frame(Change("positions", "b", {"id": "b", "deleted": True}, lon=CITY[0], lat=CITY[1]), seq=5)
-    assert gone["meta"] == [] and gone["positions"][0][0] == "b" and gone["positions"][0][7] & FLAG_DELETED
-    assert expand(gone["positions"][0]) == {"id": "b", "deleted": True}
+    assert busy["meta"] == [["a", "E1-a", "busy", TEAM, 77, HANDLES("a")]] and len(busy["positions"]) == 2
+    gone = await frame(
+        Change("positions", "b", {"id": "b", "deleted": True}, accepted_at=1777636800.5, lon=CITY[0], lat=CITY[1]),
+        seq=5,
+    )
+    assert gone["meta"] == [] and gone["positions"][0][0] == HANDLES("b") and gone["positions"][0][7] & FLAG_DELETED
+    assert expand(gone["positions"][0], rid="b") == {"id": "b", "deleted": True}
+    assert accepted_ms(gone["positions"][0]) == 1777636800500  # no fix time: absolute
     # A viewer joining a bbox group makes the group send every meta again on next sight.
     member(group)
     again = await frame(position("a", 5, status="busy"), seq=6)
@@ -152,6 +158,15 @@ async def test_compact_group_sends_meta_only_when_it_changes() -> None:
     everywhere._last_flush = 0.0
     everywhere.offer(decode_batch("ep", 8, encode_batch([position("a", 5)], "w")))
     assert json.loads((await v.next_frames())[0].text)["meta"] == []
+    # A resuming viewer gets replayed deltas, no snapshot, and handles hold on one connection only: the
+    # group sends every meta again on next sight.
+    resuming = Viewer(
+        Principal("user", uuid.uuid4(), "c2", "coordinator", None, None), Scope("all"), 64, lambda v: None
+    )
+    everywhere.add(ViewerSub("r", resuming, everywhere, holding=False), resuming=True)
+    everywhere._last_flush = 0.0
+    everywhere.offer(decode_batch("ep", 9, encode_batch([position("a", 5)], "w")))
+    assert [m[0] for m in json.loads((await v.next_frames())[0].text)["meta"]] == ["a"]
     for g in (group, everywhere):
         g.close()
 
@@ -182,10 +197,12 @@ def test_encoding_is_parsed_and_keys_groups() -> None:
 
 
 # ---- against the server --------------------------------------------------------------------
-def positions_of(msg: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Decoded compact positions of a snapshot or delta, by responder (meta merged when present)."""
-    metas = {m[0]: m for m in msg.get("meta", [])}
-    return {p[0]: expand(p, metas.get(p[0])) for p in msg.get("positions", [])}
+def positions_of(msg: dict[str, Any], handles: dict[int, str] | None = None) -> dict[str, dict[str, Any]]:
+    """Decoded compact positions of a snapshot or delta, by responder (meta merged when present);
+    ``handles``: what the connection learned before (a viewer's ``handles``)."""
+    ids = {**(handles or {}), **ids_of(msg.get("meta", []))}
+    metas = {m[5]: m for m in msg.get("meta", [])}
+    return {ids[p[0]]: expand(p, metas.get(p[0]), ids[p[0]]) for p in msg.get("positions", [])}
 
 
 async def compact_item(v: WsViewer, rid: str, pred: Any = lambda d: True, timeout: float = 5.0) -> dict[str, Any]:
@@ -194,7 +211,7 @@ async def compact_item(v: WsViewer, rid: str, pred: Any = lambda d: True, timeou
     def match(m: dict[str, Any]) -> bool:
         if m.get("type") != "delta" or m.get("encoding") != "compact":
             return False
-        data = positions_of(m).get(rid)
+        data = positions_of(m, v.handles).get(rid)
         if data is not None and pred(data):
             found["data"], found["frame"] = data, m
             return True
@@ -217,7 +234,8 @@ async def test_compact_snapshot_matches_the_json_snapshot(server: ServerProcess,
         assert {m[0] for m in c["meta"]} == set(jpos)
         for rid, data in cpos.items():
             assert_same(data, jpos[rid]["data"])
-        accepted = {p[0]: p[8] for p in c["positions"]}
+        handles = ids_of(c["meta"])
+        accepted = {handles[p[0]]: accepted_ms(p) for p in c["positions"]}
         assert all(accepted[k] == round(i["accepted_at"] * 1000) for k, i in jpos.items())
         # Incidents stay json objects in a compact snapshot.
         assert [i for i in c["items"] if i["topic"] == "incidents"] == [
@@ -248,8 +266,8 @@ async def test_json_and_compact_viewers_on_one_area_each_get_their_form(
         assert "encoding" not in jframe and all(isinstance(i, dict) for i in jframe["items"])
         assert got["frame"]["items"] == [] or all(i["topic"] != "positions" for i in got["frame"]["items"])
         assert_same(got["data"], jitem["data"])
-        compact_pos = next(p for p in got["frame"]["positions"] if p[0] == rid)
-        assert compact_pos[8] == round(jitem["accepted_at"] * 1000)
+        compact_pos = next(p for p in got["frame"]["positions"] if cv.handles[p[0]] == rid)
+        assert accepted_ms(compact_pos) == round(jitem["accepted_at"] * 1000)
         assert got["frame"]["seq"] == jframe["seq"] and got["frame"]["epoch"] == jframe["epoch"]
     finally:
         await jv.ws.close()
@@ -319,8 +337,15 @@ async def test_compact_resume_replays_missed_batches_in_compact_form(
         while not {d["responder_id"] for d in devices} <= set(seen):
             frame = await v.of_type("delta")
             assert frame["encoding"] == "compact" and frame["seq"] > snap["seq"]
-            seen.update(positions_of(frame))
+            seen.update(positions_of(frame, v.handles))
         assert all("callsign" in seen[d["responder_id"]] for d in devices)  # replay carries meta
+        # A live delta's responder that was in no replayed batch comes with its meta (and so its handle)
+        # on this connection too.
+        late = database.devices[14]
+        r = await client.post("/v1/positions", json=[fix()], headers=device_headers(late))
+        assert r.status_code == 200
+        got = await compact_item(v, late["responder_id"])
+        assert "callsign" in got["data"]
     finally:
         await v.ws.close()
 
@@ -343,7 +368,7 @@ async def test_an_odd_positions_change_reaches_compact_viewers_as_json() -> None
     viewer = member(group)
     group.offer(decode_batch("ep", 1, encode_batch([odd, position("a", 1)], "w")))
     frame = json.loads((await viewer.next_frames())[0].text)
-    assert [i["key"] for i in frame["items"]] == ["x"] and [p[0] for p in frame["positions"]] == ["a"]
+    assert [i["key"] for i in frame["items"]] == ["x"] and [p[0] for p in frame["positions"]] == [HANDLES("a")]
     group.close()
 
 

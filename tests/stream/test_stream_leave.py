@@ -13,6 +13,7 @@ import httpx
 
 from server.bus import Change
 from server.stream.area import Area
+from server.stream.compact import HANDLES
 from server.stream.groups import Group
 from server.stream.router import MIN_GROUPS, Router
 from server.stream.ticks import Batch, PointMemory, decode_batch, encode_batch
@@ -75,7 +76,7 @@ async def test_a_responder_leaving_a_box_gets_one_last_frame_on_both_paths() -> 
         for got in [frames(pv), *map(frames, rvs)]:
             positions = [p for f in got for p in f["positions"]]
             if sent:
-                assert [(p[0], p[1], p[2]) for p in positions] == [("a", round(lon, 6), round(lat, 6))], seq
+                assert [(p[0], p[1], p[2]) for p in positions] == [(HANDLES("a"), round(lon, 6), round(lat, 6))], seq
             else:
                 assert positions == [], seq
     for g in [plain, *routed]:

@@ -278,9 +278,12 @@ async def test_viewer_without_compression_gets_the_same_stream(
         r = await client.post("/v1/positions", json=[fix(lon=-91.651, lat=41.981)], headers=device_headers(device))
         assert r.status_code == 200, r.text
         frame = await v.next(
-            lambda m: m.get("type") == "delta" and any(p[0] == device["responder_id"] for p in m.get("positions", []))
+            lambda m: (
+                m.get("type") == "delta"
+                and any(v.handles.get(p[0]) == device["responder_id"] for p in m.get("positions", []))
+            )
         )
-        pos = next(p for p in frame["positions"] if p[0] == device["responder_id"])
+        pos = next(p for p in frame["positions"] if v.handles[p[0]] == device["responder_id"])
         assert (pos[1], pos[2]) == (-91.651, 41.981)
         pong = await v.next(lambda m: m.get("type") == "pong") if await v.send({"type": "ping"}) is None else None
         assert pong is not None and pong["seq"] >= frame["seq"]

@@ -27,7 +27,10 @@ export class StreamClient {
     this.lastLiveAt = null; // when data was last known current
     this.state = "connecting";
     this.closed = false;
-    this.stats = { deltas: 0, items: 0, snapshots: 0, reconnects: 0 };
+    this.stats = { deltas: 0, items: 0, snapshots: 0, reconnects: 0, unknownHandles: 0 };
+    // Compact positions name responders by a per-connection handle (docs/stream.md): handle → id, from
+    // every meta this connection received; a new connection starts over.
+    this.handles = new Map();
     this._watchdog = setInterval(() => this._check(), 1000);
   }
 
@@ -64,6 +67,7 @@ export class StreamClient {
     let opened = false;
     ws.onopen = () => {
       opened = true;
+      this.handles = new Map();
       this.lastMessageAt = Date.now();
       const sub = { type: "subscribe", id: "s1", topics: this.topics };
       if (this.encoding !== "json") sub.encoding = this.encoding;
@@ -137,7 +141,8 @@ export class StreamClient {
         this.stats.snapshots++;
         this._position(msg);
         this.attempt = 0;
-        const items = snapshotItems(msg);
+        this.handles = new Map(); // the snapshot carries the meta (so the handle) of everyone in it
+        const items = snapshotItems(msg, this.handles, this.stats);
         this.onItems(items, { snapshot: true, reset: !!msg.reset || this.stats.snapshots === 1 });
         this.lastLiveAt = null;
         this._setState("live");
@@ -153,7 +158,7 @@ export class StreamClient {
           return;
         }
         this._position(msg);
-        const items = deltaItems(msg);
+        const items = deltaItems(msg, this.handles, this.stats);
         this.stats.deltas++;
         this.stats.items += items.length;
         // End-to-end latency (server accepted → applied here), for the badge tooltip and the tests.
@@ -198,40 +203,50 @@ export class StreamClient {
 }
 
 /**
- * Compact positions (docs/stream.md): meta [id, callsign, status, team_id, battery_pct] and
- * position [id, lon, lat, fix_time_ms, speed_mps, heading_deg, accuracy_m, flags, accepted_at_ms],
+ * Compact positions (docs/stream.md): meta [id, callsign, status, team_id, battery_pct, handle] and
+ * position [handle, lon, lat, fix_time_ms, speed_mps, heading_deg, accuracy_m, flags, accepted_after_ms],
  * decoded into the json item shape ({topic, key, data, accepted_at}); meta items come first, so a
- * responder's callsign and status are known before its position is drawn.
+ * responder's callsign and status are known before its position is drawn. A handle stands for a
+ * responder id on one connection only: `handles` (handle → id) learns from every meta and must start
+ * empty on a new connection. A position whose handle is unknown is skipped (counted in
+ * `stats.unknownHandles`; the server always sends the meta first).
  */
-export function compactItems(msg) {
+export function compactItems(msg, handles = new Map(), stats = null) {
   const out = Array.isArray(msg.items) ? msg.items.slice() : [];
   for (const m of msg.meta || []) {
     const data = { id: m[0], callsign: m[1], status: m[2], team_id: m[3] };
     if (m[4] !== null && m[4] !== undefined) data.battery_pct = m[4];
+    if (m[5] !== null && m[5] !== undefined) handles.set(m[5], m[0]);
     out.push({ topic: "positions", key: m[0], data, accepted_at: null });
   }
   for (const p of msg.positions || []) {
-    const accepted = p[8] === null ? null : p[8] / 1000;
+    const id = handles.get(p[0]);
+    if (id === undefined) {
+      if (stats) stats.unknownHandles++;
+      continue;
+    }
+    // accepted_after_ms counts from fix_time_ms; without a fix time (a delete) it is unix ms itself.
+    const accepted = p[8] === null ? null : ((p[3] ?? 0) + p[8]) / 1000;
     if (p[7] & 2) {
-      out.push({ topic: "positions", key: p[0], data: { id: p[0], deleted: true }, accepted_at: accepted });
+      out.push({ topic: "positions", key: id, data: { id, deleted: true }, accepted_at: accepted });
       continue;
     }
     // fix_ms stays a number: no ISO string to format here and parse again when merging (5,000 a tick).
-    const data = { id: p[0], lon: p[1], lat: p[2], speed_mps: p[4], heading_deg: p[5], accuracy_m: p[6], stale: !!(p[7] & 1) };
+    const data = { id, lon: p[1], lat: p[2], speed_mps: p[4], heading_deg: p[5], accuracy_m: p[6], stale: !!(p[7] & 1) };
     if (p[3] !== null) data.fix_ms = p[3];
-    out.push({ topic: "positions", key: p[0], data, accepted_at: accepted });
+    out.push({ topic: "positions", key: id, data, accepted_at: accepted });
   }
   return out;
 }
 
 /** A delta's items in the json shape, whatever its encoding. */
-export function deltaItems(msg) {
-  return msg.encoding === "compact" ? compactItems(msg) : msg.items || [];
+export function deltaItems(msg, handles, stats) {
+  return msg.encoding === "compact" ? compactItems(msg, handles, stats) : msg.items || [];
 }
 
 /** Snapshot messages list items as [{topic, key, data}] or group them per topic ({topics: {positions: [...]}}). */
-export function snapshotItems(msg) {
-  if (msg.encoding === "compact") return compactItems(msg);
+export function snapshotItems(msg, handles, stats) {
+  if (msg.encoding === "compact") return compactItems(msg, handles, stats);
   if (Array.isArray(msg.items)) return msg.items;
   const out = [];
   const groups = msg.topics && !Array.isArray(msg.topics) ? msg.topics : msg.data && typeof msg.data === "object" ? msg.data : msg;
