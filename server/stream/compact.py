@@ -125,7 +125,20 @@ def position_array(
     deleted: bool = False,
 ) -> bytes:
     flags = (FLAG_STALE if stale else 0) | (FLAG_DELETED if deleted else 0)
-    fix_ms = _ms(fix_time)
+    return _array(handle, lon, lat, _ms(fix_time), speed_mps, heading_deg, accuracy_m, flags, accepted_at)
+
+
+def _array(
+    handle: int,
+    lon: float | None,
+    lat: float | None,
+    fix_ms: int | None,
+    speed_mps: float | None,
+    heading_deg: float | None,
+    accuracy_m: float | None,
+    flags: int,
+    accepted_at: float,
+) -> bytes:
     accepted = _ms(accepted_at)
     return _enc.encode(
         [
@@ -178,10 +191,10 @@ def encode_change(
     rid = d.id or key
     if d.deleted:
         return position_array(handles(rid), None, None, None, None, None, None, False, accepted_at, True), None, None
-    position = position_array(
-        handles(rid), d.lon, d.lat, d.fix_time, d.speed_mps, d.heading_deg, d.accuracy_m, d.stale, accepted_at
-    )
-    return position, meta_array(rid, d.callsign, d.status, team_id, d.battery_pct, handles), _ms(d.fix_time)
+    fix_ms = _ms(d.fix_time)
+    flags = FLAG_STALE if d.stale else 0
+    position = _array(handles(rid), d.lon, d.lat, fix_ms, d.speed_mps, d.heading_deg, d.accuracy_m, flags, accepted_at)
+    return position, meta_array(rid, d.callsign, d.status, team_id, d.battery_pct, handles), fix_ms
 
 
 def accepted_ms(position: list[Any]) -> int | None:

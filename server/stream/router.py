@@ -328,15 +328,25 @@ class Router:
         has = (cols >= 0) & ~np.isnan(plon)
         if not has.any():
             return
-        cols, px, py = cols[has], plon[has], plat[has]
-        held = (px >= bx[:, 0:1]) & (px <= bx[:, 2:3]) & (py >= bx[:, 1:2]) & (py <= bx[:, 3:4])
-        if len(cols) == len(np.unique(cols)):
-            inside[:, cols] |= held
-            return
+        cols = cols[has]
         order = np.argsort(cols, kind="stable")
         cols = cols[order]
-        first = np.flatnonzero(np.r_[True, cols[1:] != cols[:-1]])
-        inside[:, cols[first]] |= np.logical_or.reduceat(held[:, order], first, axis=1)
+        px, py = plon[has][order][:, None], plat[has][order][:, None]
+        # previous points x groups (rows contiguous, so an object's several previous points reduce fast)
+        held = (px >= bx[:, 0]) & (px <= bx[:, 2]) & (py >= bx[:, 1]) & (py <= bx[:, 3])
+        is_first = np.r_[True, cols[1:] != cols[:-1]]
+        first = np.flatnonzero(is_first)
+        if len(first) < len(cols):
+            # OR each object's rows together, one pass per occurrence rank (an object has a few
+            # previous points per tick; ufunc.reduceat over rows was as slow as the comparisons).
+            group = np.cumsum(is_first) - 1
+            rank = np.arange(len(cols)) - first[group]
+            out = held[first]
+            for r in range(1, int(rank.max()) + 1):
+                rows = np.flatnonzero(rank == r)
+                out[group[rows]] |= held[rows]
+            held = out
+        inside[:, cols[first]] |= held.T
 
     def _prepare(self, batch: Batch) -> Prepared:
         """What every slot routing ``batch`` needs from it, computed once (per meta numbering)."""
