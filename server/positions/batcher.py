@@ -1,10 +1,18 @@
 """The group-commit batcher (component ``ingest``): acknowledged means committed.
 
-Handlers :meth:`IngestBatcher.submit` validated fixes and await the answer. A single loop takes
-everything that arrived within ``SITREP_INGEST_FLUSH_MS`` (up to ``SITREP_INGEST_MAX_BATCH``
-fixes) and hands it to one of a few writer connections, which runs ONE statement in ONE
-transaction (:mod:`.writer`) and commits. Only then are the submitters' futures resolved
-(``stored`` / ``duplicate``) and the new live positions published on the change bus.
+Handlers :meth:`IngestBatcher.submit` validated fixes and await the answer. A single loop hands
+what is queued (up to ``SITREP_INGEST_MAX_BATCH`` fixes) to one of ``SITREP_INGEST_WRITERS`` writer
+connections, which runs ONE statement in ONE transaction (:mod:`.writer`) and commits. Only then are
+the submitters' futures resolved (``stored`` / ``duplicate``) and the new live positions published on
+the change bus.
+
+When a flush starts: once a writer is free AND the oldest queued submission has waited
+``SITREP_INGEST_FLUSH_MS`` (the linger, counted from its arrival), or at once when
+``SITREP_INGEST_MAX_BATCH`` fixes are queued. Time spent waiting for a busy writer counts toward the
+linger, so under load (writers always busy) a flush starts as soon as a writer frees up, with what
+arrived during the running commits (classic group commit), and a fix never waits for the linger
+*and then* for a writer. Until 2026-11-26 the loop slept the whole linger after each wakeup and only
+then waited for a writer: both waits added up.
 
 The queue is bounded per worker (``SITREP_INGEST_QUEUE_LIMIT`` fixes): when it is full, submit
 raises :class:`Unavailable` (503 + Retry-After) instead of growing memory. On stop: refuse new
@@ -52,14 +60,20 @@ _RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 
 
 class _Submission:
-    __slots__ = ("fixes", "future", "responders")
+    __slots__ = ("at", "fixes", "future", "responders")
 
     def __init__(
-        self, fixes: Sequence[Fix], future: asyncio.Future[list[str]], responders: AbstractSet[uuid.UUID] | None
+        self,
+        fixes: Sequence[Fix],
+        future: asyncio.Future[list[str]],
+        responders: AbstractSet[uuid.UUID] | None,
+        at: float = 0.0,
     ) -> None:
         self.fixes = fixes
         self.future = future
         self.responders = responders
+        self.at = at
+        """Arrival (event-loop time): the linger counts from the oldest queued submission's."""
 
 
 class IngestBatcher:
@@ -119,8 +133,9 @@ class IngestBatcher:
         if self._queued + len(fixes) > self.queue_limit:
             FIXES.labels("refused").inc(len(fixes))
             raise Unavailable("ingest queue is full; retry shortly", retry_after_s=1)
-        future: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Submission(fixes, future, responders))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[str]] = loop.create_future()
+        self._queue.append(_Submission(fixes, future, responders, loop.time()))
         self._queued += len(fixes)
         self._wakeup.set()
         # Not shielded: cancelling this wait cancels only this submission's future (the flush skips
@@ -136,9 +151,12 @@ class IngestBatcher:
                 if not self._accepting:
                     return
                 continue
-            if self._accepting and self._queued < self.max_batch and self.flush_s > 0:
-                await asyncio.sleep(self.flush_s)
             await self._slots.acquire()
+            if self._accepting and self._queued < self.max_batch and self.flush_s > 0:
+                # Linger: the oldest queued fix waits at most flush_s in all (a busy writer included).
+                linger = self._queue[0].at + self.flush_s - asyncio.get_running_loop().time()
+                if linger > 0:
+                    await asyncio.sleep(linger)
             batch = self._take()
             task = asyncio.create_task(self._flush(batch), name="ingest-flush")
             self._flushes.add(task)

@@ -187,6 +187,31 @@ async def ingest_items(
 
 async def ingest_osmand(runtime: Runtime, device: DeviceIdentity, fixes: Sequence[OsmandFix]) -> BatchResult:
     check = _recent_checker(runtime).build
+    if len(fixes) == 1:
+        # The usual tracker request: what _commit would do for one fix of a known responder, without
+        # its per-request sets and lists (thousands of requests a second).
+        item = fixes[0]
+        try:
+            fix = check(
+                device.responder_id,
+                item.fix_time,
+                item.lon,
+                item.lat,
+                item.accuracy_m,
+                item.speed_mps,
+                item.heading_deg,
+                item.altitude_m,
+                item.battery_pct,
+                "osmand",
+                device.device_id,
+                None,
+                item.attributes or None,
+            )
+        except Rejected as exc:
+            return BatchResult(accepted=[], rejected=[RejectedItem(index=0, reason=exc.reason, detail=exc.detail)])
+        (status,) = await batcher_of(runtime).submit((fix,), {device.responder_id})
+        flags = _POOR_ACCURACY if fix.poor_accuracy else ()
+        return BatchResult(accepted=[AcceptedItem(index=0, status=status, flags=flags)], rejected=[])
     rejected: list[RejectedItem] = []
     indices: list[int] = []
     valid: list[Fix] = []
