@@ -100,6 +100,7 @@ async def test_posted_position_moves_its_marker_within_a_second(
         in_browser = (stats["flush"] - stats["lastDeltaReceivedAt"]) / 1000
         print(f"fix {i}: marker moved {end_to_end[-1]:.3f}s after the ack; browser share {in_browser:.3f}s; {stats}")
         assert in_browser >= 0
+        assert stats["unknownHandles"] == 0  # every compact position's handle was known from a meta
         browser_share.append(in_browser)
         await page.wait_for_timeout(1000)
     assert min(end_to_end) < 1.0, end_to_end
