@@ -63,12 +63,14 @@ PLANNED = np.empty(0, np.intp)
 class Slot:
     """Some of a lane's groups, their boxes, and the batches they have not taken yet."""
 
-    __slots__ = ("batches", "boxes", "compact", "groups", "last", "rows")
+    __slots__ = ("batches", "boxes", "compact", "edges", "groups", "last", "rows")
 
     def __init__(self, groups: list[Group], batches: list[Batch], last: float) -> None:
         self.groups = groups
         self.boxes = np.array([g.area.bbox for g in groups], dtype=np.float64).reshape(len(groups), 4)
         self.compact = np.array([g.encoding == "compact" for g in groups], dtype=bool)
+        self.edges = np.sort(self.boxes, axis=0).T.copy()
+        """Each box edge (west, south, east, north) of every box, sorted (see ``Router._left``)."""
         self.batches = batches
         self.last = last
         self.rows = SlotRows()
@@ -279,7 +281,7 @@ class Router:
             inside = (
                 (lon >= bx[:, 0:1]) & (lon <= bx[:, 2:3]) & (lat >= bx[:, 1:2]) & (lat <= bx[:, 3:4])
             )  # groups x points
-            self._left(whole, sel, bx, inside)
+            self._left(whole, sel, lon, lat, slot.edges, bx, inside)
             topics = list(map(whole.topics.__getitem__, at))
             present = set(topics)
             rows_by_topics: dict[frozenset[str], list[int]] = {}
@@ -292,7 +294,10 @@ class Router:
                     wanted = np.fromiter((t in wanted_topics for t in topics), bool, len(topics))
                     if not wanted.any():
                         continue
-                sub = inside[rows] & wanted if len(rows) < len(slot.groups) else inside & wanted
+                if wanted is True:
+                    sub = inside[rows] if len(rows) < len(slot.groups) else inside
+                else:
+                    sub = inside[rows] & wanted if len(rows) < len(slot.groups) else inside & wanted
                 if plan and tick.all_compact and not rest and slot.compact[rows].all():
                     # Every frame of these groups is planned at once (no per-group item lists).
                     self._plan(slot, tick, rows, sub, frames)
@@ -312,11 +317,22 @@ class Router:
         return Work(list(slot.groups), seq, point, rest, hits, tick, frames)
 
     @staticmethod
-    def _left(whole: Prepared, sel: np.ndarray, bx: np.ndarray, inside: np.ndarray) -> None:
+    def _left(
+        whole: Prepared,
+        sel: np.ndarray,
+        lon: np.ndarray,
+        lat: np.ndarray,
+        edges: np.ndarray,
+        bx: np.ndarray,
+        inside: np.ndarray,
+    ) -> None:
         """A box also sends a point whose previous point it held (the object left it: one last update),
         as ``Group.matches`` does. Over the tick's batches an object's previous points are the one
-        before the tick and each of its points but the newest, so the newest state (column of ``sel``)
-        goes to every box that held any of them, as a group taking the batches one by one sends it."""
+        before the tick and each of its points but the newest, so the newest state (column of ``sel``,
+        at ``lon``/``lat``) goes to every box that held any of them, as a group taking the batches one
+        by one sends it. Only previous points that some box edge (``edges``: each kind sorted)
+        separates from the newest point can add anything (an object moves a few metres per fix), so
+        just those are compared with every box."""
         kcols, plon, plat = whole.kcols, whole.plon, whole.plat
         column = np.full(int(kcols.max()) + 1, -1, np.intp)
         column[kcols[sel]] = np.arange(len(sel))
@@ -329,9 +345,20 @@ class Router:
         if not has.any():
             return
         cols = cols[has]
+        px, py = plon[has], plat[has]
+        # A box holds p and not c (or the reverse) only if one of its edges lies between them:
+        # west in (lo, hi] or east in [lo, hi) of the longitudes, the same for latitudes.
+        cross = np.zeros(len(cols), bool)
+        for v, c, (low, high) in ((px, lon[cols], (edges[0], edges[2])), (py, lat[cols], (edges[1], edges[3]))):
+            lo, hi = np.minimum(v, c), np.maximum(v, c)
+            cross |= low.searchsorted(hi, "right") != low.searchsorted(lo, "right")
+            cross |= high.searchsorted(hi, "left") != high.searchsorted(lo, "left")
+        if not cross.any():
+            return
+        cols, px, py = cols[cross], px[cross], py[cross]
         order = np.argsort(cols, kind="stable")
         cols = cols[order]
-        px, py = plon[has][order][:, None], plat[has][order][:, None]
+        px, py = px[order][:, None], py[order][:, None]
         # previous points x groups (rows contiguous, so an object's several previous points reduce fast)
         held = (px >= bx[:, 0]) & (px <= bx[:, 2]) & (py >= bx[:, 1]) & (py <= bx[:, 3])
         is_first = np.r_[True, cols[1:] != cols[:-1]]
@@ -383,15 +410,14 @@ class Router:
                 sent[keys[c]] = m
                 plan.metas.setdefault(g, []).append(m)
             matrix[g, rcols[c]] = mids[c]
-        # Runs of consecutive points in each row: where a hit follows no hit, and where one is followed by none.
-        starts = sub.copy()
-        starts[:, 1:] &= ~sub[:, :-1]
-        ends = sub.copy()
-        ends[:, :-1] &= ~sub[:, 1:]
-        run_r, first_c = starts.nonzero()
-        _, last_c = ends.nonzero()
-        if not len(run_r):
+        # Runs of consecutive points in each row: with a column of no hits on either side, a row's
+        # changes alternate between the start of a run and the column after its end (one nonzero).
+        padded = np.zeros((sub.shape[0], sub.shape[1] + 2), bool)
+        padded[:, 1:-1] = sub
+        change_r, change_c = (padded[:, 1:] != padded[:, :-1]).nonzero()
+        if not len(change_r):
             return
+        run_r, first_c, last_c = change_r[0::2], change_c[0::2], change_c[1::2] - 1
         _, offsets = tick.joined
         a = offsets[first_c]
         b = offsets[last_c + 1]

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
 from server.bus import Change
 from server.stream.area import Area
@@ -106,13 +107,28 @@ async def test_a_responder_leaving_within_one_tick_gets_its_outside_position() -
         g.close()
 
 
-async def test_lane_frames_equal_the_per_group_path_with_moves_out_within_ticks() -> None:
+def grid_x(i: int) -> float:
+    return round(CITY[0] + i * 0.001, 6)
+
+
+def grid_y(j: int) -> float:
+    return round(CITY[1] + j * 0.001, 6)
+
+
+@pytest.mark.parametrize("grid", [False, True], ids=["random", "grid"])
+async def test_lane_frames_equal_the_per_group_path_with_moves_out_within_ticks(grid: bool) -> None:
     """Random ticks of one to three batches: responders move in, out and through boxes, some twice in a
     tick, some are deleted; json and compact box groups on the lane send what their twins taking each
-    batch themselves send (frames flushed once per tick on both paths)."""
+    batch themselves send (frames flushed once per tick on both paths). ``grid``: box edges and points
+    on one grid and steps of one or two cells, so points lie exactly on edges and most previous points
+    are not separated from the newest by any edge (the lane compares just the others with the boxes)."""
     rng = random.Random(17)
     boxes = []
     for _ in range(MIN_GROUPS + 5):
+        if grid:
+            i, j = rng.randint(-10, 10), rng.randint(-10, 10)
+            boxes.append(Area(bbox=(grid_x(i - 4), grid_y(j - 3), grid_x(i + 4), grid_y(j + 3))))
+            continue
         lon, lat = CITY[0] + rng.uniform(-0.01, 0.01), CITY[1] + rng.uniform(-0.01, 0.01)
         boxes.append(Area(bbox=(lon - 0.004, lat - 0.003, lon + 0.004, lat + 0.003)))
     encodings = ["compact" if i % 3 else "json" for i in range(len(boxes))]
@@ -123,6 +139,7 @@ async def test_lane_frames_equal_the_per_group_path_with_moves_out_within_ticks(
     mp, mr = PointMemory(), PointMemory()
     rids = [f"r{i:02d}" for i in range(25)]
     where = {r: (CITY[0] + rng.uniform(-0.015, 0.015), CITY[1] + rng.uniform(-0.015, 0.015)) for r in rids}
+    cell = {r: (rng.randint(-15, 15), rng.randint(-15, 15)) for r in rids}
     seq = 0
     left = 0
     for _tick in range(40):
@@ -132,9 +149,15 @@ async def test_lane_frames_equal_the_per_group_path_with_moves_out_within_ticks(
             seq += 1
             changes = []
             for rid in rng.sample(rids, 10):
-                lon, lat = where[rid]
-                lon, lat = lon + rng.uniform(-0.006, 0.006), lat + rng.uniform(-0.005, 0.005)
-                where[rid] = (lon, lat)
+                if grid:
+                    i, j = cell[rid]
+                    i, j = i + rng.choice((-2, -1, 0, 1, 2)), j + rng.choice((-1, 0, 1))
+                    cell[rid] = (i, j)
+                    lon, lat = grid_x(i), grid_y(j)
+                else:
+                    lon, lat = where[rid]
+                    lon, lat = lon + rng.uniform(-0.006, 0.006), lat + rng.uniform(-0.005, 0.005)
+                    where[rid] = (lon, lat)
                 changes.append(at(rid, seq, lon, lat))
             if seq % 11 == 0:
                 changes.append(Change("positions", rids[seq % 25], {"id": rids[seq % 25], "deleted": True}))
