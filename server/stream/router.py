@@ -60,6 +60,15 @@ PLANNED = np.empty(0, np.intp)
 """A group's hits when its frame is in the slot tick's :class:`Plan` (its positions are runs there)."""
 
 
+def nonzero2(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``m.nonzero()`` of a 2-D bool matrix, row-major: the flat indices split into rows and columns
+    (a 2-D ``nonzero`` took ~10x as long: ~3.3 ms vs ~0.3 ms on 256 x 1,500 in this machine)."""
+    if not m.flags.c_contiguous:
+        m = np.ascontiguousarray(m)
+    rows, cols = np.divmod(np.flatnonzero(m), m.shape[1])
+    return rows, cols
+
+
 class Slot:
     """Some of a lane's groups, their boxes, and the batches they have not taken yet."""
 
@@ -304,7 +313,7 @@ class Router:
                     for g in frames.runs:
                         hits[g] = PLANNED
                     continue
-                hit_rows, hit_cols = np.nonzero(sub)
+                hit_rows, hit_cols = nonzero2(sub)
                 if not len(hit_rows):
                     continue
                 # Per group (row), its matching items (ascending): split the row-major hits at each new row.
@@ -398,7 +407,7 @@ class Router:
         rcols, mids = tick.rcols, tick.mids
         known = matrix.take(rcols, axis=1) if len(rows_a) == len(matrix) else matrix[rows_a][:, rcols]
         groups, metas, keys = slot.groups, tick.metas, tick.keys
-        unsent_r, unsent_c = ((known != mids) & sub).nonzero()
+        unsent_r, unsent_c = nonzero2((known != mids) & sub)
         for r, c in zip(unsent_r.tolist(), unsent_c.tolist(), strict=True):
             # Some responder entered a box or changed its meta (or a delete): just those.
             m = metas[c]
@@ -414,7 +423,7 @@ class Router:
         # changes alternate between the start of a run and the column after its end (one nonzero).
         padded = np.zeros((sub.shape[0], sub.shape[1] + 2), bool)
         padded[:, 1:-1] = sub
-        change_r, change_c = (padded[:, 1:] != padded[:, :-1]).nonzero()
+        change_r, change_c = nonzero2(padded[:, 1:] != padded[:, :-1])
         if not len(change_r):
             return
         run_r, first_c, last_c = change_r[0::2], change_c[0::2], change_c[1::2] - 1
