@@ -358,9 +358,17 @@ class Group:
         self._meta_known = None
         self._emit(seq, body_fields([tick.items[c] for c in at.tolist()], self.encoding, self._meta_sent))
 
-    def send_positions(self, seq: int, head: bytes, meta: list[bytes] | None, positions: list[memoryview]) -> None:
+    def send_positions(
+        self, seq: int, head: bytes, meta: list[bytes] | None, positions: list[memoryview], now: float | None = None
+    ) -> bool:
         """A compact frame of positions already joined in pieces (a router slot's plan: the metas to
-        send, already recorded as sent, and byte ranges of its tick's joined positions)."""
+        send, already recorded as sent, and byte ranges of its tick's joined positions).
+
+        With ``now`` (``time.monotonic()`` of the caller's turn), a group of one member sharing no
+        snapshot (a viewer with its own box) hands the frame straight to it and returns True: the
+        caller counts the frame (one ``on_frames`` call per turn, not per frame). The member still
+        takes it as :meth:`_send` would (held while its snapshot is prepared, queued or dropped by
+        its viewer's bound when its socket is not writable)."""
         parts: list[Any] = [
             head,
             b'"encoding":"compact","items":[],"meta":[',
@@ -369,7 +377,15 @@ class Group:
             *positions,
             b"]}",
         ]
-        self._send(Frame.from_parts("delta", seq, parts))
+        frame = Frame.from_parts("delta", seq, parts)
+        members = self.members
+        if now is not None and len(members) == 1 and self.share is None:
+            for sub in members:
+                sub.deliver(frame)
+            self._last_flush = now
+            return True
+        self._send(frame)
+        return False
 
     def _emit(self, seq: int, body: str) -> None:
         self._send(Frame("delta", seq, delta_frame_body(self._epoch(), seq, body)))

@@ -545,6 +545,10 @@ class Work:
         plan = self.plan
         runs, metas, a, b = plan.runs, plan.metas, plan.a, plan.b
         buf = tick.joined[0] if runs else memoryview(b"")
+        now = time.monotonic()
+        counter: Any = None
+        """Frames handed straight to single-member groups, counted once per turn (see ``send_positions``)."""
+        counted = 0
         while g < n:
             group = groups[g]
             at = hits.get(g)
@@ -561,7 +565,13 @@ class Work:
                     if run is not None:
                         r0, r1 = run
                         slices = [buf[x:y] for x, y in zip(a[r0:r1], b[r0:r1], strict=True)]
-                        group.send_positions(seq, head, metas.get(g), slices)
+                        if group.send_positions(seq, head, metas.get(g), slices, now):
+                            on_frames = group._on_frames
+                            if on_frames is not counter and on_frames != counter:
+                                if counted:
+                                    counter(counted)
+                                counter, counted = on_frames, 0
+                            counted += 1
                     else:
                         group.flush_tick(seq, tick, at, head)
                 elif not flush:
@@ -569,5 +579,7 @@ class Work:
             g += 1
             if g & 7 == 0 and time.perf_counter() >= deadline:
                 break
+        if counted and counter is not None:
+            counter(counted)
         self.next = g
         return g >= n

@@ -555,3 +555,52 @@ def test_meta_table_rows_number_unknown_responders_and_metas() -> None:
     assert row[table.index["c"]] == table.ids[b'["c",2]'] != mids[0]
     assert row[table.index["b"]] == -1
     assert table.row({}).tolist().count(-1) == len(table.row({}))
+
+
+async def test_single_member_lane_frames_keep_holding_backpressure_and_the_frame_count() -> None:
+    """A lane hands a one-member group's frame straight to its viewer (``Group.send_positions`` with
+    the turn's time): a writable socket gets the same bytes as a group of two members, a held member
+    holds it, a viewer whose socket is not writable queues it and is closed as too slow past its
+    bound (and counted), and the frames are counted once per turn."""
+    from server.stream.router import MIN_GROUPS, Router
+    from server.stream.viewer import CLOSE_TOO_SLOW
+
+    counted: list[int] = []
+    dropped: list[Viewer] = []
+
+    def group() -> Group:
+        area = Area(bbox=(-92.0, 41.0, -91.0, 42.5))
+        key = group_key(frozenset({"positions"}), area, 4, Scope("all"), "compact")
+        return Group(key, frozenset({"positions"}), area, 4, Scope("all"), lambda: "ep", counted.append, "compact")
+
+    def viewer(g: Group, holding: bool = False, writable: bool | None = None) -> tuple[Viewer, list[bytes], ViewerSub]:
+        v = Viewer(Principal("user", uuid.uuid4(), "coord", "coordinator", None, None), Scope("all"), 2, dropped.append)
+        written: list[bytes] = []
+        if writable is not None:
+            v.writer = lambda f: bool(writable and not written.append(f.ws_frame()))
+        sub = ViewerSub(f"s{id(v)}", v, g, holding=holding)
+        g.add(sub)
+        return v, written, sub
+
+    groups = [group() for _ in range(MIN_GROUPS + 4)]
+    fast, fast_written, _ = viewer(groups[0], writable=True)
+    stuck, _, _ = viewer(groups[1], writable=False)
+    holder, _, held = viewer(groups[2], holding=True)
+    pair = [viewer(groups[3], writable=True) for _ in range(2)]
+    queued = [viewer(g)[0] for g in groups[4:]]
+    router = Router()
+    for seq in range(1, 4):
+        changes = [position(f"r{i}", seq + i) for i in range(5)]
+        router.deliver(decode_batch("ep", seq, encode_batch(changes, "w")), groups, 1)
+        router.route_pending()
+        assert len(fast_written) == seq and not fast._queue
+        assert fast_written[-1] == pair[0][1][-1] == pair[1][1][-1]
+        assert len(held.held) == min(seq, 2)  # (held frames count against the bound too)
+        assert [json.loads(f.text)["seq"] for f in queued[0]._queue] == ([] if seq > 2 else list(range(1, seq + 1)))
+    assert stuck.closed is not None and stuck.closed.code == CLOSE_TOO_SLOW
+    assert dropped == [stuck, holder, *queued]  # (the rest had no writer: queued past their bound of 2)
+    assert sum(counted) == 3 * (len(groups) + 1)  # one per member per frame
+    last = fast_written[-1]
+    assert len(json.loads(last[last.index(b"{") :])["positions"]) == 5
+    for g in groups:
+        g.close()
