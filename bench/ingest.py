@@ -572,7 +572,7 @@ async def _measured(pid: int, fn: Any, *args: Any) -> tuple[dict[str, float], fl
     flushes = max(1.0, m1["flushes"] - m0["flushes"])
     print(
         f"    (CPU: server {server:.2f}, wrk {client:.2f}, PostgreSQL backends of the bench db {db:.2f},"
-        f" whole machine {box:.2f} of {os.cpu_count()} cores;"
+        f" whole machine {box:.2f} of {os.cpu_count()} cores, other processes {max(0.0, box - server - client - db):.2f};"
         f" group commits {flushes / elapsed:,.0f}/s, {(m1['fixes'] - m0['fixes']) / flushes:,.1f} fixes and"
         f" {(m1['seconds'] - m0['seconds']) / flushes * 1000:,.1f} ms each)"
     )

@@ -121,7 +121,7 @@ class ServerSettings(_EnvSettings):
 @dataclass(frozen=True)
 class IngestSettings(_EnvSettings):
     ingest_flush_ms: float = 5.0
-    """How long the group-commit batcher gathers arrivals before one transaction."""
+    """Group-commit linger: a flush starts once a writer is free and the oldest queued fix has waited this long (waiting for a busy writer counts)."""
     ingest_max_batch: int = 5000
     """Most fixes in one group commit."""
     ingest_queue_limit: int = 50_000
