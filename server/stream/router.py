@@ -76,7 +76,7 @@ def nonzero2(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class Slot:
     """Some of a lane's groups and their boxes."""
 
-    __slots__ = ("boxes", "compact", "edges", "groups", "rows")
+    __slots__ = ("boxes", "compact", "edges", "groups", "rows", "topics")
 
     def __init__(self, groups: list[Group]) -> None:
         self.groups = groups
@@ -86,6 +86,8 @@ class Slot:
         """Each box edge (west, south, east, north) of every box, sorted (see ``Router._left``)."""
         self.rows = SlotRows()
         """The compact groups' meta rows as one matrix (see :class:`.metatable.SlotRows`)."""
+        self.topics: frozenset[str] = frozenset().union(*(g.topics for g in groups))
+        """Every topic some group of the slot wants."""
 
 
 class Tick:
@@ -300,7 +302,11 @@ class Router:
             return None
         if tk.token is not self.metas.token:  # the meta numbering started over since the tick began
             tk = Tick(self, tk.batches)
-        point, rest, tick, whole = tk.point, tk.rest, tk.tick, tk.whole
+        point, tick, whole = tk.point, tk.tick, tk.whole
+        # Items without a point go to the groups' general path (and keep the slot's frames from being
+        # planned): only those of a topic some group here wants (not, say, a city box's fence events).
+        topics_here = slot.topics
+        rest = [it for it in tk.rest if it.topic in topics_here] if tk.rest else tk.rest
         hits: dict[int, np.ndarray] = {}
         compact = bool(slot.compact.any())
         frames = Plan()

@@ -604,3 +604,40 @@ async def test_single_member_lane_frames_keep_holding_backpressure_and_the_frame
     assert len(json.loads(last[last.index(b"{") :])["positions"]) == 5
     for g in groups:
         g.close()
+
+
+async def test_a_point_less_item_of_a_topic_no_box_wants_leaves_the_slots_frames_planned() -> None:
+    """An alert without a location in the tick (it would go to every area that wants alerts) does not
+    keep a slot of positions-only boxes from planning its frames; the frames are those of the
+    per-group path."""
+    from server.stream.router import MIN_GROUPS, Router, Tick
+
+    def positions_group() -> Group:
+        area = Area(bbox=(-92.0, 41.0, -91.0, 42.5))
+        key = group_key(frozenset({"positions"}), area, 4, Scope("all"), "compact")
+        return Group(key, frozenset({"positions"}), area, 4, Scope("all"), lambda: "ep", encoding="compact")
+
+    plain, routed = positions_group(), [positions_group() for _ in range(MIN_GROUPS + 1)]
+    plain_viewer, routed_viewers = member(plain), [member(g) for g in routed]
+    changes = [position("a", 1), Change("alerts", "al1", {"id": "al1", "text": "x"}), position("b", 2)]
+    router = Router()
+    router.deliver(decode_batch("ep", 1, encode_batch(changes, "w")), routed, 1)
+    match, works = router._match, []
+
+    def spy(slot: Any, tick: Tick, plan: bool = True) -> Any:
+        works.append(match(slot, tick, plan))
+        return works[-1]
+
+    router._match = spy  # type: ignore[method-assign]
+    router.route_pending()
+    (work,) = works
+    assert len(work.plan.runs) == len(routed) and not work.rest
+    plain._last_flush = 0.0
+    plain.offer(decode_batch("ep", 1, encode_batch(changes, "w")))
+    (want,) = [json.loads(f.text) for f in plain_viewer._queue]
+    for v in routed_viewers:
+        (got,) = [json.loads(f.text) for f in v._queue]
+        assert sorted(got["positions"]) == sorted(want["positions"]) and len(got["positions"]) == 2
+        assert sorted(got["meta"]) == sorted(want["meta"])
+    for g in [plain, *routed]:
+        g.close()
