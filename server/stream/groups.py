@@ -33,6 +33,7 @@ class TickItems:
     per item, what frames are built from, as parallel lists (see :meth:`Group.flush_tick`)."""
 
     __slots__ = (
+        "_is_compact",
         "_joined",
         "all_compact",
         "compact",
@@ -64,6 +65,18 @@ class TickItems:
                 self.rcols, self.mids = table.columns(self.keys, self.metas)
         self.all_compact = None not in self.compact
         self._joined: tuple[memoryview, np.ndarray] | None = None
+        self._is_compact: np.ndarray | None = None
+
+    @property
+    def is_compact(self) -> np.ndarray:
+        """Per item, whether it has a compact position (a fence event with a point has not)."""
+        if self._is_compact is None:
+            self._is_compact = np.fromiter((c is not None for c in self.compact), bool, len(self.compact))
+        return self._is_compact
+
+    def compact_at(self, at: Any) -> bool:
+        """Every item at ``at`` (a bool mask or indices) has a compact position."""
+        return self.all_compact or bool(self.is_compact[at].all())
 
     @property
     def joined(self) -> tuple[memoryview, np.ndarray]:
@@ -71,6 +84,8 @@ class TickItems:
         (``n + 1`` offsets): the positions of items ``a..b-1`` are one slice (built on first use)."""
         if self._joined is None:
             compact: list[bytes] = self.compact
+            if not self.all_compact:  # (items without one are in no frame's runs)
+                compact = [b"" if c is None else c for c in compact]
             n = len(compact)
             offsets = np.zeros(n + 1, np.int64)
             np.cumsum(np.fromiter(map(len, compact), np.int64, n) + 1, out=offsets[1:])
@@ -321,7 +336,7 @@ class Group:
             )
             return
         table = tick.table
-        if tick.all_compact and table is not None:
+        if table is not None and tick.compact_at(at):
             assert tick.rcols is not None and tick.mids is not None
             row = self._meta_row
             if row is None or self._meta_known is not table.token:

@@ -332,7 +332,8 @@ class Router:
                     sub = inside[rows] if len(rows) < len(slot.groups) else inside
                 else:
                     sub = inside[rows] & wanted if len(rows) < len(slot.groups) else inside & wanted
-                if plan and tick.all_compact and not rest and slot.compact[rows].all():
+                planned = plan and not rest and tick.compact_at(slice(None) if wanted is True else wanted)
+                if planned and slot.compact[rows].all():
                     # Every frame of these groups is planned at once (no per-group item lists).
                     self._plan(slot, tick, rows, sub, frames)
                     for g in frames.runs:
@@ -346,7 +347,7 @@ class Router:
                 row_ids = hit_rows[[0, *cuts]].tolist()
                 for r, s, e in zip(row_ids, [0, *cuts], [*cuts, len(hit_cols)], strict=True):
                     hits[rows[r]] = hit_cols[s:e]
-                if plan and compact and tick.all_compact and not rest:
+                if planned and compact:
                     self._plan(slot, tick, rows, sub, frames)
         return Work(list(slot.groups), tk.seq, point, rest, hits, tick, frames)
 

@@ -606,20 +606,29 @@ async def test_single_member_lane_frames_keep_holding_backpressure_and_the_frame
         g.close()
 
 
-async def test_a_point_less_item_of_a_topic_no_box_wants_leaves_the_slots_frames_planned() -> None:
-    """An alert without a location in the tick (it would go to every area that wants alerts) does not
-    keep a slot of positions-only boxes from planning its frames; the frames are those of the
-    per-group path."""
+@pytest.mark.parametrize("fences", [False, True], ids=["positions", "positions+fence_events"])
+async def test_items_of_a_topic_no_box_wants_leave_the_slots_frames_planned(fences: bool) -> None:
+    """An alert without a location (it would go to every area that wants alerts) and a fence event at
+    a point (no compact form) in the tick do not keep a slot of positions-only boxes from planning its
+    frames; boxes that want fence events take the per-group path; either way the frames are those of
+    the per-group path."""
     from server.stream.router import MIN_GROUPS, Router, Tick
+
+    topics = frozenset({"positions", "fence_events"} if fences else {"positions"})
 
     def positions_group() -> Group:
         area = Area(bbox=(-92.0, 41.0, -91.0, 42.5))
-        key = group_key(frozenset({"positions"}), area, 4, Scope("all"), "compact")
-        return Group(key, frozenset({"positions"}), area, 4, Scope("all"), lambda: "ep", encoding="compact")
+        key = group_key(topics, area, 4, Scope("all"), "compact")
+        return Group(key, topics, area, 4, Scope("all"), lambda: "ep", encoding="compact")
 
     plain, routed = positions_group(), [positions_group() for _ in range(MIN_GROUPS + 1)]
     plain_viewer, routed_viewers = member(plain), [member(g) for g in routed]
-    changes = [position("a", 1), Change("alerts", "al1", {"id": "al1", "text": "x"}), position("b", 2)]
+    changes = [
+        position("a", 1),
+        Change("alerts", "al1", {"id": "al1", "text": "x"}),
+        Change("fence_events", "fe1", {"id": "fe1", "kind": "enter"}, lon=CITY[0], lat=CITY[1]),
+        position("b", 2),
+    ]
     router = Router()
     router.deliver(decode_batch("ep", 1, encode_batch(changes, "w")), routed, 1)
     match, works = router._match, []
@@ -631,7 +640,7 @@ async def test_a_point_less_item_of_a_topic_no_box_wants_leaves_the_slots_frames
     router._match = spy  # type: ignore[method-assign]
     router.route_pending()
     (work,) = works
-    assert len(work.plan.runs) == len(routed) and not work.rest
+    assert len(work.plan.runs) == (0 if fences else len(routed)) and not work.rest
     plain._last_flush = 0.0
     plain.offer(decode_batch("ep", 1, encode_batch(changes, "w")))
     (want,) = [json.loads(f.text) for f in plain_viewer._queue]
@@ -639,5 +648,7 @@ async def test_a_point_less_item_of_a_topic_no_box_wants_leaves_the_slots_frames
         (got,) = [json.loads(f.text) for f in v._queue]
         assert sorted(got["positions"]) == sorted(want["positions"]) and len(got["positions"]) == 2
         assert sorted(got["meta"]) == sorted(want["meta"])
+        assert sorted(got["items"], key=str) == sorted(want["items"], key=str)
+        assert len(got["items"]) == (1 if fences else 0)
     for g in [plain, *routed]:
         g.close()
