@@ -98,6 +98,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # out of the collector's generations so full collections stop re-scanning ~200,000 objects.
         gc.collect()
         gc.freeze()
+        # Collect young objects every 20,000 allocations (not 700) and the old generation after 100
+        # young-of-young passes (not 10): at 5,000 requests/s the defaults ran a full collection every
+        # ~2 s, a 10-40 ms pause that every request in flight waited out (bench/ingest 2b paced p95
+        # 47-76 ms with the defaults, 34-51 ms with these, same machine, alternating runs).
+        gc.set_threshold(20_000, 10, 100)
         try:
             yield
         finally:
