@@ -10,19 +10,15 @@ numpy comparison of every queued point item against every box, then each group w
 takes its slice (newest state per key, as if it had taken the batches one by one) and flushes its
 frame at once. So a group costs Python work once per frame it sends, not once per batch.
 
-A lane with many groups is split into *slots* (:data:`SLOT_GROUPS` groups each). A lane tick
-works out its points once for every slot (:class:`Tick`: the newest state per key, the points in
-strips of longitude, by latitude within each, so the points of one box are a few runs of
-consecutive points, and the lists and joined positions frames are built from), then routes them to
-one slot per loop turn, so one loop turn never flushes more than a slot's frames and the rest of
-the worker (the Redis subscriber and publisher, ingest) keeps its pace. (Slots used to take turns
-spread over the interval, each with the batches since its own last turn: every slot then redid the
-per-point work of the tick.)
+A lane with many groups is split into *slots* (:data:`SLOT_GROUPS` groups each) that route in
+turn, spread evenly over the interval, so one loop turn never flushes more than a slot's frames
+and the rest of the worker (the Redis subscriber and publisher, ingest) keeps its pace.
 
-For the compact groups a slot works out every frame at once (:class:`Plan`): one gather of the
-slot's meta rows (:mod:`.metatable`) finds the few metas to send, and each group's positions are
-byte ranges of the tick's positions joined once, so a group's frame is a few slices joined into
-its WebSocket frame, with no Python work per item.
+A slot tick orders its points in strips of longitude, by latitude within each, so the points of
+one box are a few runs of consecutive points; for the compact groups it then works out every
+frame at once (:class:`Plan`): one gather of the slot's meta rows (:mod:`.metatable`) finds the few
+metas to send, and each group's positions are byte ranges of the tick's positions joined once, so
+a group's frame is a few slices joined into its WebSocket frame, with no Python work per item.
 
 Everything else (whole-map, H3-cell or team-scoped groups, items without a point for box groups)
 takes the same path as :meth:`Group.offer`, so the result is the same as asking each group in turn.
@@ -47,7 +43,7 @@ MIN_GROUPS = 16
 
 SLOT_GROUPS = 256
 """Most groups a lane routes in one loop turn. A lane with more is split into slots of about this
-many groups that take a tick in turn (one slot per loop turn), so routing never holds the event
+many groups that take turns (one slot every ``interval / slots``), so routing never holds the event
 loop for long: a lane that flushed thousands of groups in one turn (~0.3 s of CPU for 2,500 city
 boxes) stalled the Redis subscriber, the publisher and ingest behind it, and every stage of that
 pipeline then waited a whole routing turn (seconds of latency with the CPU half idle). Since a
@@ -74,92 +70,56 @@ def nonzero2(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Slot:
-    """Some of a lane's groups and their boxes."""
+    """Some of a lane's groups, their boxes, and the batches they have not taken yet."""
 
-    __slots__ = ("boxes", "compact", "edges", "groups", "rows", "topics")
+    __slots__ = ("batches", "boxes", "compact", "edges", "groups", "last", "rows", "topics")
 
-    def __init__(self, groups: list[Group]) -> None:
+    def __init__(self, groups: list[Group], batches: list[Batch], last: float) -> None:
         self.groups = groups
         self.boxes = np.array([g.area.bbox for g in groups], dtype=np.float64).reshape(len(groups), 4)
         self.compact = np.array([g.encoding == "compact" for g in groups], dtype=bool)
         self.edges = np.sort(self.boxes, axis=0).T.copy()
         """Each box edge (west, south, east, north) of every box, sorted (see ``Router._left``)."""
+        self.batches = batches
+        self.last = last
         self.rows = SlotRows()
         """The compact groups' meta rows as one matrix (see :class:`.metatable.SlotRows`)."""
         self.topics: frozenset[str] = frozenset().union(*(g.topics for g in groups))
-        """Every topic some group of the slot wants."""
-
-
-class Tick:
-    """A lane tick's points, worked out once for every slot: the newest state per ``(topic, key)``
-    over its batches, the point items in strips of longitude (by latitude within each), the lists
-    frames are built from and their joined positions (:class:`.groups.TickItems`)."""
-
-    __slots__ = ("batches", "lat", "lon", "point", "present", "rest", "sel", "seq", "tick", "token", "topics", "whole")
-
-    def __init__(self, router: Router, batches: list[Batch]) -> None:
-        self.batches = batches
-        self.seq = batches[-1].seq
-        preps = [router._prepare(b) for b in batches]
-        if any(p.token is not router.metas.token for p in preps):  # the meta numbering started over
-            preps = [router._prepare(b) for b in batches]
-        self.token = router.metas.token
-        whole = self.whole = preps[0] if len(preps) == 1 else Prepared.concatenate(preps)
-        # Within a tick only the newest state of each object is sent (as the groups coalesce): the
-        # last occurrence of each (topic, key) over the queued batches.
-        kcols = whole.kcols
-        _, first = np.unique(kcols[::-1], return_index=True)
-        keep = len(kcols) - 1 - first
-        keep.sort()
-        has_point = whole.has_point[keep]
-        self.rest = list(map(whole.items.__getitem__, keep[~has_point].tolist()))
-        sel = keep[has_point]
-        lon, lat = whole.lon[sel], whole.lat[sel]
-        if len(sel) > 2:
-            # Points in strips of longitude, by latitude within each: a box's items are then a few
-            # runs of consecutive points, so its frame is a few slices (TickItems.position_slices).
-            lo, hi = float(lon.min()), float(lon.max())
-            strips = max(1, int((len(sel) / 2) ** 0.5))
-            order = np.lexsort((lat, np.floor((lon - lo) * (strips / ((hi - lo) or 1.0)))))
-            lon, lat, sel = lon[order], lat[order], sel[order]
-        self.lon, self.lat, self.sel = lon, lat, sel
-        at = sel.tolist()
-        self.point = list(map(whole.items.__getitem__, at))
-        lists = (
-            list(map(whole.keys.__getitem__, at)),
-            list(map(whole.json.__getitem__, at)),
-            list(map(whole.compact.__getitem__, at)),
-            list(map(whole.metas.__getitem__, at)),
-            whole.rcols[sel],
-            whole.mids[sel],
-        )
-        self.tick = TickItems(self.point, router.metas, lists)
-        self.topics = list(map(whole.topics.__getitem__, at))
-        self.present = set(self.topics)
 
 
 class Lane:
-    """The box groups of one rate, in slots. A lane ticks at most once per ``interval`` (the first
-    batch after a quiet interval at once): it takes every batch queued since its last tick, works out
-    their points once (:class:`Tick`), then routes the tick to one slot per loop turn (its frames over
-    as many turns as :data:`QUANTUM_S` asks), so every group gets each batch once and at most one
-    frame per interval."""
+    """The box groups of one rate, in slots that route in turn: each slot at most once per
+    ``interval``, one slot per ``interval / len(slots)`` (the first batch after a quiet interval at
+    once, later ones at the next slot's turn)."""
 
-    __slots__ = ("batches", "interval", "last", "slots", "tick", "timer", "todo", "work")
+    __slots__ = ("interval", "last", "next", "slots", "timer", "work")
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
         self.slots: list[Slot] = []
-        self.batches: list[Batch] = []
-        """Received since the tick in progress (or the last) began."""
-        self.tick: Tick | None = None
-        """The tick being routed."""
-        self.todo: list[Slot] = []
-        """Slots the tick has not been routed to yet (the next is the last)."""
         self.work: Work | None = None
-        """A slot's share of the tick still being flushed (a few groups per loop turn)."""
+        """A slot's tick still being flushed (a few groups per loop turn)."""
+        self.next = 0
         self.last = -1e18
         self.timer: asyncio.Handle | None = None
+
+    @property
+    def step(self) -> float:
+        return self.interval / max(1, len(self.slots))
+
+    def pending(self) -> list[Batch]:
+        """Every batch some slot has not routed yet, in order (slots receive the same batches, so the
+        longest list holds all the others)."""
+        return max((s.batches for s in self.slots), key=len, default=[])
+
+    def cancel(self) -> None:
+        """Stop the timer; a tick being flushed is finished now."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.work is not None:
+            work, self.work = self.work, None
+            work.flush(True, float("inf"))
 
 
 class Router:
@@ -191,6 +151,7 @@ class Router:
         lanes: dict[float, Lane] = {}
         for interval, members in by_interval.items():
             lane = self._lanes.pop(interval, None) or Lane(interval)
+            pending = lane.pending()
             n_slots = max(1, -(-len(members) // SLOT_GROUPS))
             by_slot: list[list[Group]] = [[] for _ in range(n_slots)]
             for g in members:
@@ -200,16 +161,22 @@ class Router:
                     self._counter += 1
                 kept[id(g)] = number
                 by_slot[number % n_slots].append(g)
-            # A tick in progress goes on to the slots it has not reached (their groups as they were:
-            # a group that existed then gets it whatever slot it is in now; a new one has a snapshot).
-            lane.slots = [Slot(gs) for gs in by_slot]
+            old = lane.slots
+            # A slot keeps its place in the rotation; what any slot had not routed goes to every new slot
+            # (a member may see an item twice, never miss one).
+            lane.slots = [
+                Slot(gs, list(pending), old[i].last if len(old) == n_slots else lane.last)
+                for i, gs in enumerate(by_slot)
+            ]
+            lane.next %= max(1, len(lane.slots))
             lanes[interval] = lane
         for gone in self._lanes.values():
             # Its groups now take batches one by one; what it held goes to them first.
-            self._finish(gone)
+            gone.cancel()
+            pending = gone.pending()
             for slot in gone.slots:
                 for g in slot.groups:
-                    for batch in gone.batches:
+                    for batch in pending:
                         g.offer(batch)
         self._numbers = kept
         self._lanes = lanes
@@ -225,57 +192,40 @@ class Router:
         loop = asyncio.get_running_loop()
         now = loop.time()
         for lane in self._lanes.values():
-            lane.batches.append(batch)
+            for slot in lane.slots:
+                slot.batches.append(batch)
             if lane.timer is None:
                 self._schedule(lane, loop, now)
 
     def _schedule(self, lane: Lane, loop: asyncio.AbstractEventLoop, now: float) -> None:
         if not lane.slots:
             return
-        due = lane.last + lane.interval
+        due = max(lane.slots[lane.next].last + lane.interval, lane.last + lane.step)
         if due <= now:
             lane.timer = loop.call_soon(self._fire, lane)
         else:
             lane.timer = loop.call_at(due, self._fire, lane)
 
-    def _finish(self, lane: Lane, flush: bool = True) -> None:
-        """Stop the lane's timer and route what is left of its tick now (the part already being
-        flushed is sent; the slots not reached yet take it as ``flush`` says)."""
-        if lane.timer is not None:
-            lane.timer.cancel()
-            lane.timer = None
-        work, lane.work = lane.work, None
-        if work is not None:
-            work.flush(True, float("inf"))
-        tick, todo, lane.tick, lane.todo = lane.tick, lane.todo, None, []
-        if tick is not None:
-            for slot in reversed(todo):
-                self._route(slot, tick, flush)
-
     def route_pending(self, flush: bool = True) -> None:
         """Route every lane's queued batches now (``flush=False``: the groups only take them)."""
         for lane in list(self._lanes.values()):
-            self._finish(lane, flush)
-            if lane.batches:
-                tick = Tick(self, lane.batches)
-                lane.batches = []
-                for slot in lane.slots:
-                    self._route(slot, tick, flush)
+            lane.cancel()
+            for slot in lane.slots:
+                self._route(slot, flush)
 
     def _fire(self, lane: Lane) -> None:
         lane.timer = None
         loop = asyncio.get_running_loop()
         work = lane.work
         if work is None:
-            if not lane.todo:
-                if not lane.batches or not lane.slots:
-                    return
-                lane.last = loop.time()
-                lane.tick = Tick(self, lane.batches)
-                lane.batches = []
-                lane.todo = lane.slots[::-1]
-            assert lane.tick is not None
-            work = self._match(lane.todo.pop(), lane.tick)
+            if not lane.slots:
+                return
+            now = loop.time()
+            slot = lane.slots[lane.next]
+            lane.next = (lane.next + 1) % len(lane.slots)
+            if slot.batches:
+                lane.last = slot.last = now
+                work = self._match(slot)
         if work is not None:
             # At most QUANTUM_S of frames per loop turn; the rest on the next turn.
             deadline = time.perf_counter() + QUANTUM_S
@@ -284,40 +234,66 @@ class Router:
                 lane.timer = loop.call_soon(self._fire, lane)
                 return
             lane.work = None
-        if lane.todo:
-            lane.timer = loop.call_soon(self._fire, lane)  # the next slot on the next loop turn
-            return
-        lane.tick = None
-        if lane.batches:
+        if any(s.batches for s in lane.slots):
             self._schedule(lane, loop, loop.time())
 
-    def _route(self, slot: Slot, tick: Tick, flush: bool) -> None:
-        work = self._match(slot, tick, plan=flush)
+    def _route(self, slot: Slot, flush: bool) -> None:
+        work = self._match(slot, plan=flush)
         if work is not None:
             work.flush(flush, float("inf"))
 
-    def _match(self, slot: Slot, tk: Tick, plan: bool = True) -> Work | None:
-        """The groups of ``slot`` with their items from the lane's tick ``t``."""
-        if not slot.groups:
+    def _match(self, slot: Slot, plan: bool = True) -> Work | None:
+        """The groups of ``slot`` with their items from the batches it queued (taken from it)."""
+        batches, slot.batches = slot.batches, []
+        if not batches or not slot.groups:
             return None
-        if tk.token is not self.metas.token:  # the meta numbering started over since the tick began
-            tk = Tick(self, tk.batches)
-        point, tick, whole = tk.point, tk.tick, tk.whole
-        # Items without a point go to the groups' general path (and keep the slot's frames from being
-        # planned): only those of a topic some group here wants (not, say, a city box's fence events).
-        topics_here = slot.topics
-        rest = [it for it in tk.rest if it.topic in topics_here] if tk.rest else tk.rest
+        seq = batches[-1].seq
+        # Within a tick only the newest state of each object is sent (as the groups coalesce): the
+        # last occurrence of each (topic, key) over the queued batches, prepared once per batch.
+        preps = [self._prepare(b) for b in batches]
+        if any(p.token is not self.metas.token for p in preps):  # the meta numbering started over
+            preps = [self._prepare(b) for b in batches]
+        if len(preps) == 1:
+            (whole,) = preps
+        else:
+            whole = Prepared.concatenate(preps)
+        kcols = whole.kcols
+        _, first = np.unique(kcols[::-1], return_index=True)
+        keep = len(kcols) - 1 - first
+        keep.sort()
+        has_point = whole.has_point[keep]
+        rest = [it for it in map(whole.items.__getitem__, keep[~has_point].tolist()) if it.topic in slot.topics]
+        sel = keep[has_point]
         hits: dict[int, np.ndarray] = {}
         compact = bool(slot.compact.any())
         frames = Plan()
+        lon, lat = whole.lon[sel], whole.lat[sel]
+        if len(sel) > 2:
+            # Points in strips of longitude, by latitude within each: a box's items are then a few
+            # runs of consecutive points, so its frame is a few slices (TickItems.position_slices).
+            lo, hi = float(lon.min()), float(lon.max())
+            strips = max(1, int((len(sel) / 2) ** 0.5))
+            order = np.lexsort((lat, np.floor((lon - lo) * (strips / ((hi - lo) or 1.0)))))
+            lon, lat, sel = lon[order], lat[order], sel[order]
+        at = sel.tolist()
+        point = list(map(whole.items.__getitem__, at))
+        lists = (
+            list(map(whole.keys.__getitem__, at)),
+            list(map(whole.json.__getitem__, at)),
+            list(map(whole.compact.__getitem__, at)),
+            list(map(whole.metas.__getitem__, at)),
+            whole.rcols[sel],
+            whole.mids[sel],
+        )
+        tick = TickItems(point, self.metas if compact else None, lists)
         if point:
-            lon, lat = tk.lon, tk.lat
             bx = slot.boxes
             inside = (
                 (lon >= bx[:, 0:1]) & (lon <= bx[:, 2:3]) & (lat >= bx[:, 1:2]) & (lat <= bx[:, 3:4])
             )  # groups x points
-            self._left(whole, tk.sel, lon, lat, slot.edges, bx, inside)
-            topics, present = tk.topics, tk.present
+            self._left(whole, sel, lon, lat, slot.edges, bx, inside)
+            topics = list(map(whole.topics.__getitem__, at))
+            present = set(topics)
             rows_by_topics: dict[frozenset[str], list[int]] = {}
             for g, group in enumerate(slot.groups):
                 rows_by_topics.setdefault(group.topics, []).append(g)
@@ -349,7 +325,7 @@ class Router:
                     hits[rows[r]] = hit_cols[s:e]
                 if planned and compact:
                     self._plan(slot, tick, rows, sub, frames)
-        return Work(list(slot.groups), tk.seq, point, rest, hits, tick, frames)
+        return Work(list(slot.groups), seq, point, rest, hits, tick, frames)
 
     @staticmethod
     def _left(

@@ -612,7 +612,7 @@ async def test_items_of_a_topic_no_box_wants_leave_the_slots_frames_planned(fenc
     a point (no compact form) in the tick do not keep a slot of positions-only boxes from planning its
     frames; boxes that want fence events take the per-group path; either way the frames are those of
     the per-group path."""
-    from server.stream.router import MIN_GROUPS, Router, Tick
+    from server.stream.router import MIN_GROUPS, Router
 
     topics = frozenset({"positions", "fence_events"} if fences else {"positions"})
 
@@ -633,8 +633,8 @@ async def test_items_of_a_topic_no_box_wants_leave_the_slots_frames_planned(fenc
     router.deliver(decode_batch("ep", 1, encode_batch(changes, "w")), routed, 1)
     match, works = router._match, []
 
-    def spy(slot: Any, tick: Tick, plan: bool = True) -> Any:
-        works.append(match(slot, tick, plan))
+    def spy(slot: Any, plan: bool = True) -> Any:
+        works.append(match(slot, plan))
         return works[-1]
 
     router._match = spy  # type: ignore[method-assign]

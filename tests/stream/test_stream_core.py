@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from typing import Any
 
 import h3.api.basic_int as h3i
 import pytest
@@ -331,41 +330,5 @@ async def test_router_flushes_a_slot_over_several_loop_turns_and_loses_nothing(m
     for _ in range(20):
         await asyncio.sleep(0)
     assert all(v.queued == 1 for v in viewers[:-1])
-    for g in groups:
-        g.close()
-
-
-async def test_a_lane_tick_is_worked_out_once_for_all_its_slots(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A lane of several slots works out a tick's points once (``router.Tick``) and routes it to one
-    slot per loop turn; every group gets each batch once, and a batch arriving meanwhile waits for
-    the next tick."""
-    from server.stream import router as router_mod
-
-    ticks: list[int] = []
-    real = router_mod.Tick.__init__
-
-    def counted(self: Any, router: Any, batches: list[Any]) -> None:
-        if router is mine:  # (routers of earlier tests may still tick on the session's loop)
-            ticks.append(len(batches))
-        real(self, router, batches)
-
-    monkeypatch.setattr(router_mod.Tick, "__init__", counted)
-    rate = 10.0
-    groups, viewers = box_groups(router_mod.SLOT_GROUPS * 2 + 5, rate)
-    router = mine = router_mod.Router()
-    router.deliver(decode_batch("ep", 1, encode_batch([change("a", v=1)], "w")), groups, 1)
-    await asyncio.sleep(0)
-    assert ticks == [1] and 0 < sum(v.queued for v in viewers) <= router_mod.SLOT_GROUPS
-    router.deliver(decode_batch("ep", 2, encode_batch([change("a", v=2)], "w")), groups, 1)
-    lane = next(iter(router._lanes.values()))
-    for _ in range(2000):  # (a slot's frames may take several turns on a busy machine)
-        if lane.tick is None and not lane.batches:
-            break
-        await asyncio.sleep(0.001)
-    # One Tick per lane tick (not one per slot), each of one batch: batch 2 waited for the next tick.
-    assert ticks == [1, 1] and all(v.queued == 2 for v in viewers)
-    for v in viewers:
-        frames = await v.next_frames()
-        assert [json.loads(f.text)["items"][0]["data"]["v"] for f in frames] == [1, 2]
     for g in groups:
         g.close()
