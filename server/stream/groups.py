@@ -48,7 +48,7 @@ class TickItems:
 
     def __init__(self, items: list[Item], table: MetaTable | None = None, lists: tuple[Any, ...] | None = None) -> None:
         """``lists``: the items' keys, json, compact, metas, responder columns and meta ids, already
-        gathered (see ``router.Prepared``)."""
+        gathered (see ``lanedata.Prepared``)."""
         self.items = items
         self.table = table
         """The worker's meta numbering (compact ticks): each item's responder column and meta id."""
