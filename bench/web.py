@@ -56,15 +56,17 @@ FPS_JS = """async ([seconds, n, hz]) => {
   for (let k = 1; k <= total; k++) {
     const tick = (window.__benchTick = (window.__benchTick || 0) + 1);
     const fix = (window.__benchFixMs += 100);
-    const positions = ids.map((id, i) => [id,
+    // positions name responders by handle (here i + 1); the first frame's metas map each handle to its id
+    const positions = ids.map((id, i) => [i + 1,
       +(base.lng + 0.15 * Math.cos(i + tick * 0.02) * ((i % 97) / 97)).toFixed(6),
       +(base.lat + 0.10 * Math.sin(i * 1.3 + tick * 0.02) * ((i % 89) / 89)).toFixed(6),
-      fix, 1.5, 90, 8, 0, Date.now()]);
-    const meta = k === 1 ? ids.map((id, i) => [id, `B${i}`, i % 7 ? "available" : "busy", null, 80]) : [];
+      fix, 1.5, 90, 8, 0, Date.now() - fix]);
+    const meta = k === 1 ? ids.map((id, i) => [id, `B${i}`, i % 7 ? "available" : "busy", null, 80, i + 1]) : [];
     sent.push(JSON.stringify({type: "delta", epoch: s.stream.epoch, seq: 1e9 + tick, encoding: "compact",
                               items: [], meta, positions}));
   }
   let k = 0; const applyMs = [];
+  const unknown0 = s.stream.stats.unknownHandles || 0;
   const setData0 = s.map.stats.setData.responders || 0, uploads0 = s.map.markers?.stats.updates ?? 0;
   const renders0 = s.map.markers?.stats.draws ?? 0;
   const timer = setInterval(() => {
@@ -78,6 +80,7 @@ FPS_JS = """async ([seconds, n, hz]) => {
   clearInterval(timer);
   applyMs.sort((a, b) => a - b);
   return {idle, busy, ticks: k, responders: s.map.responders.size, frame_kb: sent[1].length / 1024,
+          unknown_handles: (s.stream.stats.unknownHandles || 0) - unknown0,
           setData: (s.map.stats.setData.responders || 0) - setData0, uploads: (s.map.markers?.stats.updates ?? 0) - uploads0,
           renders: (s.map.markers?.stats.draws ?? 0) - renders0,
           apply_p50_ms: applyMs[Math.floor(applyMs.length / 2)], apply_p95_ms: applyMs[Math.floor(applyMs.length * 0.95)]};
@@ -161,6 +164,8 @@ async def run(seconds: float, dist: Path) -> None:
                     f"(parse + merge + buffer fill per tick of {r['frame_kb']:.0f} KiB; {r['responders']} responders on the map; "
                     f"marker array updates {r['uploads']}, overlay draws {r['renders']})"
                 )
+                # every position must have reached the map (a handle without its meta is skipped by the client)
+                assert r["unknown_handles"] == 0, f"{r['unknown_handles']} positions with an unknown handle"
             await browser.close()
 
 
