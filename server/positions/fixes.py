@@ -144,7 +144,7 @@ def check_point(lon: float, lat: float) -> None:
 
 
 class FixChecker:
-    """The checks of :func:`build_fix` for many fixes received at the same ``now``.
+    """Validation of fixes received at the same ``now``: :meth:`build` makes a checked :class:`Fix`.
 
     The time window (future limit, retention horizon) is computed once, and each check is a plain
     comparison; only a value that fails one takes the slow path that names the reason.
@@ -228,39 +228,3 @@ class FixChecker:
 
 def _float(value: float | None) -> float | None:
     return value if value is None or type(value) is float else float(value)
-
-
-def build_fix(
-    limits: Limits,
-    *,
-    responder_id: uuid.UUID,
-    fix_time: datetime | float,
-    lon: float,
-    lat: float,
-    now: datetime | None = None,
-    accuracy_m: float | None = None,
-    speed_mps: float | None = None,
-    heading_deg: float | None = None,
-    altitude_m: float | None = None,
-    battery_pct: float | None = None,
-    source: str = "api",
-    device_id: uuid.UUID | None = None,
-    client_id: str | None = None,
-    attributes: dict[str, Any] | None = None,
-) -> Fix:
-    """Validate one fix; raises :class:`Rejected`. (Many at once: :class:`FixChecker`.)"""
-    return FixChecker(limits, now).build(
-        responder_id,
-        fix_time,
-        lon,
-        lat,
-        accuracy_m,
-        speed_mps,
-        heading_deg,
-        altitude_m,
-        battery_pct,
-        source,
-        device_id,
-        client_id,
-        attributes,
-    )

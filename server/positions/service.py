@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
@@ -192,21 +192,7 @@ async def ingest_osmand(runtime: Runtime, device: DeviceIdentity, fixes: Sequenc
         # its per-request sets and lists (thousands of requests a second).
         item = fixes[0]
         try:
-            fix = check(
-                device.responder_id,
-                item.fix_time,
-                item.lon,
-                item.lat,
-                item.accuracy_m,
-                item.speed_mps,
-                item.heading_deg,
-                item.altitude_m,
-                item.battery_pct,
-                "osmand",
-                device.device_id,
-                None,
-                item.attributes or None,
-            )
+            fix = _osmand_fix(check, device, item)
         except Rejected as exc:
             return BatchResult(accepted=[], rejected=[RejectedItem(index=0, reason=exc.reason, detail=exc.detail)])
         (status,) = await batcher_of(runtime).submit((fix,), {device.responder_id})
@@ -217,21 +203,7 @@ async def ingest_osmand(runtime: Runtime, device: DeviceIdentity, fixes: Sequenc
     valid: list[Fix] = []
     for index, item in enumerate(fixes):
         try:
-            fix = check(
-                device.responder_id,
-                item.fix_time,
-                item.lon,
-                item.lat,
-                item.accuracy_m,
-                item.speed_mps,
-                item.heading_deg,
-                item.altitude_m,
-                item.battery_pct,
-                "osmand",
-                device.device_id,
-                None,
-                item.attributes or None,
-            )
+            fix = _osmand_fix(check, device, item)
         except Rejected as exc:
             rejected.append(RejectedItem(index=index, reason=exc.reason, detail=exc.detail))
             continue
@@ -239,6 +211,25 @@ async def ingest_osmand(runtime: Runtime, device: DeviceIdentity, fixes: Sequenc
         valid.append(fix)
     # The device's identity already names its responder (and team): no directory lookup.
     return await _commit(runtime, indices, valid, rejected, known={device.responder_id: device.team_id})
+
+
+def _osmand_fix(check: Callable[..., Fix], device: DeviceIdentity, item: OsmandFix) -> Fix:
+    """One OsmAnd/Traccar fix of ``device``, checked by ``check`` (a :meth:`FixChecker.build`); raises :class:`Rejected`."""
+    return check(
+        device.responder_id,
+        item.fix_time,
+        item.lon,
+        item.lat,
+        item.accuracy_m,
+        item.speed_mps,
+        item.heading_deg,
+        item.altitude_m,
+        item.battery_pct,
+        "osmand",
+        device.device_id,
+        None,
+        item.attributes or None,
+    )
 
 
 async def _commit(
