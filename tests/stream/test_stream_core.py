@@ -209,14 +209,12 @@ async def test_router_gives_many_box_groups_exactly_what_asking_each_group_gives
         g.close()
 
 
-async def test_router_lanes_route_queued_batches_once_per_tick_newest_state_per_key() -> None:
-    from server.stream.router import MIN_GROUPS, Router
-
+def box_groups(n: int, rate: float) -> tuple[list[Group], list[Viewer]]:
+    """``n`` box groups around the city (distinct boxes), each with one member."""
     scope = Scope("all")
-    rate = 20.0
     groups, viewers = [], []
-    for i in range(MIN_GROUPS + 4):
-        area = Area(bbox=(CITY[0] - 0.1 - i * 1e-4, CITY[1] - 0.1, CITY[0] + 0.1, CITY[1] + 0.1))
+    for i in range(n):
+        area = Area(bbox=(CITY[0] - 0.1 - i * 1e-5, CITY[1] - 0.1, CITY[0] + 0.1, CITY[1] + 0.1))
         g = Group(
             group_key(frozenset({"positions"}), area, rate, scope),
             frozenset({"positions"}),
@@ -229,6 +227,15 @@ async def test_router_lanes_route_queued_batches_once_per_tick_newest_state_per_
         g.add(ViewerSub("s", v, g, holding=False))
         groups.append(g)
         viewers.append(v)
+    return groups, viewers
+
+
+async def test_router_lanes_route_queued_batches_once_per_tick_newest_state_per_key() -> None:
+    from server.stream.router import MIN_GROUPS, Router
+
+    scope = Scope("all")
+    rate = 20.0
+    groups, viewers = box_groups(MIN_GROUPS + 4, rate)
     far = Area(bbox=(0.0, 0.0, 1.0, 1.0))
     groups.append(
         Group(
@@ -259,27 +266,6 @@ async def test_router_lanes_route_queued_batches_once_per_tick_newest_state_per_
     assert not groups[-1]._pending  # nothing in its box
     for g in groups:
         g.close()
-
-
-def box_groups(n: int, rate: float) -> tuple[list[Group], list[Viewer]]:
-    """``n`` box groups around the city (distinct boxes), each with one member."""
-    scope = Scope("all")
-    groups, viewers = [], []
-    for i in range(n):
-        area = Area(bbox=(CITY[0] - 0.1 - i * 1e-5, CITY[1] - 0.1, CITY[0] + 0.1, CITY[1] + 0.1))
-        g = Group(
-            group_key(frozenset({"positions"}), area, rate, scope),
-            frozenset({"positions"}),
-            area,
-            rate,
-            scope,
-            lambda: "ep",
-        )
-        v = Viewer(principal("coordinator"), scope, 64, lambda v: None)
-        g.add(ViewerSub("s", v, g, holding=False))
-        groups.append(g)
-        viewers.append(v)
-    return groups, viewers
 
 
 async def test_router_splits_a_big_lane_into_slots_that_take_turns_each_at_most_once_per_interval() -> None:
