@@ -70,6 +70,17 @@ def new_group(encoding: str, area: Area | None = None) -> Group:
     return Group(key, frozenset({"positions", "incidents"}), area, 10, Scope("all"), lambda: "ep", encoding=encoding)
 
 
+def twins(
+    boxes: list[Area], encodings: list[str] | None = None
+) -> tuple[list[Group], list[Group], list[Viewer], list[Viewer]]:
+    """Two groups per box, each with one member: ``plain`` ones that take batches themselves and
+    ``routed`` ones for a lane (their viewers in the same order)."""
+    encodings = encodings or ["compact"] * len(boxes)
+    plain = [new_group(e, a) for e, a in zip(encodings, boxes, strict=True)]
+    routed = [new_group(e, a) for e, a in zip(encodings, boxes, strict=True)]
+    return plain, routed, [member(g) for g in plain], [member(g) for g in routed]
+
+
 def assert_same(compact_data: dict[str, Any], json_data: dict[str, Any]) -> None:
     """What a compact position + meta decode to equals the json form (within the documented rounding)."""
     assert compact_data["id"] == json_data["id"]
@@ -436,10 +447,7 @@ async def test_lane_frames_equal_the_per_group_path_over_random_ticks_and_a_meta
     for _ in range(MIN_GROUPS + 3):
         lon, lat = CITY[0] + rng.uniform(-0.01, 0.01), CITY[1] + rng.uniform(-0.01, 0.01)
         boxes.append(Area(bbox=(lon - 0.006, lat - 0.005, lon + 0.006, lat + 0.005)))
-    plain = [new_group("compact", a) for a in boxes]
-    routed = [new_group("compact", a) for a in boxes]
-    plain_viewers = [member(g) for g in plain]
-    routed_viewers = [member(g) for g in routed]
+    plain, routed, plain_viewers, routed_viewers = twins(boxes)
     router = Router()
     rids = [f"r{i:02d}" for i in range(30)]
     status = dict.fromkeys(rids, "available")
@@ -510,10 +518,7 @@ async def test_lane_frames_of_many_points_hold_exactly_each_boxs_positions() -> 
     for _ in range(MIN_GROUPS + 8):
         lon, lat = CITY[0] + rng.uniform(-0.05, 0.05), CITY[1] + rng.uniform(-0.04, 0.04)
         boxes.append(Area(bbox=(lon - 0.05, lat - 0.04, lon + 0.05, lat + 0.04)))
-    plain = [new_group("compact", a) for a in boxes]
-    routed = [new_group("compact", a) for a in boxes]
-    plain_viewers = [member(g) for g in plain]
-    routed_viewers = [member(g) for g in routed]
+    plain, routed, plain_viewers, routed_viewers = twins(boxes)
     router = Router()
     for seq in (1, 2):
         changes = []

@@ -22,7 +22,7 @@ from tests.conftest import ServerProcess, login
 from tests.positions.helpers import device_headers, fix, new_device
 
 from .helpers import open_viewer
-from .test_stream_compact import CITY, TEAM, member, new_group, position
+from .test_stream_compact import CITY, TEAM, member, new_group, position, twins
 
 BOX = Area(bbox=(CITY[0] - 0.01, CITY[1] - 0.01, CITY[0] + 0.01, CITY[1] + 0.01))
 
@@ -132,9 +132,7 @@ async def test_lane_frames_equal_the_per_group_path_with_moves_out_within_ticks(
         lon, lat = CITY[0] + rng.uniform(-0.01, 0.01), CITY[1] + rng.uniform(-0.01, 0.01)
         boxes.append(Area(bbox=(lon - 0.004, lat - 0.003, lon + 0.004, lat + 0.003)))
     encodings = ["compact" if i % 3 else "json" for i in range(len(boxes))]
-    plain = [new_group(e, a) for e, a in zip(encodings, boxes, strict=True)]
-    routed = [new_group(e, a) for e, a in zip(encodings, boxes, strict=True)]
-    pvs, rvs = [member(g) for g in plain], [member(g) for g in routed]
+    plain, routed, pvs, rvs = twins(boxes, encodings)
     router = Router()
     mp, mr = PointMemory(), PointMemory()
     rids = [f"r{i:02d}" for i in range(25)]
