@@ -26,6 +26,7 @@ import secrets
 import sys
 import time
 import uuid
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -421,6 +422,16 @@ def osmand_wrk(
 
 
 # -- 2c. queries under ingest ----------------------------------------------------------------------
+async def queries_during(
+    load: Coroutine[Any, Any, dict[str, Any]], port: int, token: str
+) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+    """``query_latency`` for 8 s while ``load`` (9 s of ingest) runs: (query results, the load's result)."""
+    ingest = asyncio.create_task(load)
+    await asyncio.sleep(0.5)
+    q = await query_latency(port, token, seconds=8)
+    return q, await ingest
+
+
 async def query_latency(port: int, token: str, seconds: float) -> dict[str, dict[str, float]]:
     rng = random.Random(5)
     out: dict[str, list[float]] = {"nearby": [], "responders": []}
@@ -510,10 +521,9 @@ async def main(phases: set[str], profile_s: int = 0, extra_env: dict[str, str] |
             print(f"    (the same from the Python asyncio client, closed loop: {fmt(py)})")
 
         if "2c" in phases:
-            ingest = asyncio.create_task(asyncio.to_thread(osmand_wrk, server.url, active, clock, 9, 128, 5000.0))
-            await asyncio.sleep(0.5)
-            q = await query_latency(port, token, seconds=8)
-            bg = await ingest
+            q, bg = await queries_during(
+                asyncio.to_thread(osmand_wrk, server.url, active, clock, 9, 128, 5000.0), port, token
+            )
             print(
                 f"2c. queries with {N_RESPONDERS + 240} responders while OsmAnd ingest runs"
                 f" (achieved {bg['fixes_per_s']:,.0f}/s):"
@@ -522,10 +532,9 @@ async def main(phases: set[str], profile_s: int = 0, extra_env: dict[str, str] |
                 print(f"    {k}: {fmt(v)}  (target p95 < 20 ms)")
             # The same queries while 5,000 fixes/s arrive the way a fleet gateway or the devices WebSocket
             # delivers them: 100-fix batches, paced (50 requests/s).
-            ingest = asyncio.create_task(http_batches(port, active, clock, seconds=9, concurrency=5, rate=5000.0))
-            await asyncio.sleep(0.5)
-            q = await query_latency(port, token, seconds=8)
-            bg = await ingest
+            q, bg = await queries_during(
+                http_batches(port, active, clock, seconds=9, concurrency=5, rate=5000.0), port, token
+            )
             print(
                 f"    the same while 100-fix batches arrive at 5,000 fixes/s offered (achieved {bg['fixes_per_s']:,.0f}/s,"
                 f" p95 ack {bg['p95_ms']:,.1f} ms):"
