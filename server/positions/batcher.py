@@ -199,14 +199,13 @@ class IngestBatcher:
             status[i] = _DUPLICATE
         offset = 0
         for sub in batch:
-            n = len(sub.fixes)
+            end = offset + len(sub.fixes)
             if where is None:
-                statuses = status[offset : offset + n]
-                offset += n
+                statuses = status[offset:end]
             else:
                 # A fix merged into an earlier submission's equal fix is that one's duplicate.
-                statuses = [status[i] if i >= 0 else _DUPLICATE for i in where[offset : offset + n]]
-                offset += n
+                statuses = [status[i] if i >= 0 else _DUPLICATE for i in where[offset:end]]
+            offset = end
             if not sub.future.done():
                 sub.future.set_result(statuses)
         if written.latest:
