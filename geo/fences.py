@@ -62,6 +62,10 @@ class FenceEngine:
         self._responders: dict[str, _Responder] = {}
         self._members: dict[str, set[str]] = {}
         self._heap: list[tuple[datetime, str, int, int, Fix, bool]] = []
+        self._seqs: list[int] = []
+        """The ``seq`` of every buffered fix, a min-heap with lazy deletion (``_released`` counts
+        released fixes per seq), so :meth:`pending_min_seq` does not scan the buffer."""
+        self._released: dict[int, int] = {}
         self._counter = 0
         self._late: list[Fix] = []
         self._evaluated: set[str] = set()
@@ -165,6 +169,7 @@ class FenceEngine:
             arrived = fix.received_at if fix.received_at is not None else now
             arrived_late = arrived - fix.fix_time > self.reorder_window
             heapq.heappush(self._heap, (fix.fix_time, fix.responder_id, fix.seq, self._counter, fix, arrived_late))
+            heapq.heappush(self._seqs, fix.seq)
 
     def advance(self, now: datetime, limit: int | None = None) -> list[FenceEvent]:
         """Expire fences, then evaluate buffered fixes with ``fix_time <= now - window`` in order.
@@ -177,9 +182,11 @@ class FenceEngine:
         released: list[tuple[Fix, bool]] = []
         heap = self._heap
         room = len(heap) if limit is None else limit
+        gone = self._released
         while heap and heap[0][0] <= cutoff and len(released) < room:
             item = heapq.heappop(heap)
             released.append((item[4], item[5]))
+            gone[item[2]] = gone.get(item[2], 0) + 1
         if released:
             events.extend(self._evaluate(released, now))
         return events
@@ -198,7 +205,18 @@ class FenceEngine:
 
     def pending_min_seq(self) -> int | None:
         """Smallest ingest ``seq`` still buffered: a safe "consumed up to" checkpoint is below it."""
-        return min((item[2] for item in self._heap), default=None)
+        seqs, gone = self._seqs, self._released
+        while seqs:
+            seq = seqs[0]
+            left = gone.get(seq)
+            if not left:
+                return seq
+            heapq.heappop(seqs)
+            if left == 1:
+                del gone[seq]
+            else:
+                gone[seq] = left - 1
+        return None
 
     def drain_late(self) -> list[Fix]:
         """Late (out-of-order) fixes seen since the last call; they changed nothing."""

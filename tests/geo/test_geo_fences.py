@@ -348,3 +348,23 @@ def test_fences_without_inside_detect_give_the_same_transitions_as_with_it():
     plain, with_inside = run(base), run(base | {"inside"})
     assert plain[0] == with_inside[0] and len(plain[0]) > 20
     assert plain[1] == with_inside[1] and any(r["state"] == "inside" for r in plain[1])
+
+
+def test_pending_min_seq_is_the_smallest_seq_still_buffered_as_fixes_come_and_go():
+    """Fixes leave the buffer in fix-time order, not seq order, and several share a seq (one ingest
+    batch): the answer is always the smallest seq of what is still buffered."""
+    import random
+
+    rng = random.Random(7)
+    eng = FenceEngine(reorder_window_s=10)
+    seq, now = 0, 0.0
+    for _ in range(400):
+        now += rng.uniform(0.1, 3.0)
+        if rng.random() < 0.7:
+            seq += rng.randint(0, 2)  # a batch: consecutive fixes may share a seq
+            f = fix(0, *IN, rid=f"r{rng.randint(0, 5000)}")
+            eng.add_fixes([msgspec.structs.replace(f, fix_time=at(now - rng.uniform(0, 15)), seq=seq)], at(now))
+        eng.advance(at(now), limit=rng.choice([None, 1, 3]))
+        assert eng.pending_min_seq() == min((item[2] for item in eng._heap), default=None)
+    eng.advance(at(now + 100))
+    assert eng.pending_fixes() == 0 and eng.pending_min_seq() is None
