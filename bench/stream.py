@@ -74,7 +74,10 @@ def raw_frame(size: int) -> str:
 HIGH_WATER = 256 * 1024
 
 
-async def _raw_server(port: int, n: int, seconds: float, size: int) -> None:
+async def _raw_server(port: int, n: int, seconds: float, size: int, hz: float = 0.0) -> None:
+    """Flood (``hz`` 0): broadcast to every socket as fast as every socket keeps up. Paced: each socket
+    at most ``hz`` frames a second, the sockets in slots of 256 taking turns over the interval (as
+    sitrep's lanes do); a socket with a backlog misses that turn."""
     from websockets.asyncio.server import broadcast, serve
 
     frame = raw_frame(size)
@@ -93,17 +96,32 @@ async def _raw_server(port: int, n: int, seconds: float, size: int) -> None:
     async with serve(handler, "127.0.0.1", port, max_queue=None, ping_interval=None):
         await asyncio.wait_for(ready.wait(), 120)
         end = time.time() + seconds
+        cpu0, t0 = time.process_time(), time.time()
         sent = 0
-        while time.time() < end:
+        if hz > 0:
+            order = list(clients)
+            slots = [order[i : i + 256] for i in range(0, len(order), 256)]
+            step = 1.0 / hz / len(slots)
+            due = time.monotonic()
+            turn = 0
+            while time.time() < end:
+                due = max(due + step, time.monotonic() - 1.0 / hz)
+                slot = [ws for ws in slots[turn % len(slots)] if ws.transport.get_write_buffer_size() <= HIGH_WATER]
+                broadcast(slot, frame)
+                sent += 1
+                turn += 1
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+        while hz <= 0 and time.time() < end:
             broadcast(clients, frame)
             sent += 1
             # As fast as every socket keeps up: wait until no socket has a backlog.
             while any(ws.transport.get_write_buffer_size() > HIGH_WATER for ws in clients) and time.time() < end:  # noqa: ASYNC110
                 await asyncio.sleep(0.001)
             await asyncio.sleep(0)
+        cpu = (time.process_time() - cpu0) / (time.time() - t0)
         for ws in list(clients):
             await ws.close()
-        print(json.dumps({"broadcasts": sent, "frame_bytes": len(frame)}), flush=True)
+        print(json.dumps({"broadcasts": sent, "frame_bytes": len(frame), "cpu_cores": cpu}), flush=True)
 
 
 async def _raw_clients(port: int, n: int, seconds: float) -> None:
@@ -114,6 +132,8 @@ async def _raw_clients(port: int, n: int, seconds: float) -> None:
     stats = Stats()
     stats.window()
     started: list[float] = []
+    cpu0: list[float] = []
+    last = [0.0]  # the rate is over the first to the last frame's arrival (not the close handshakes after)
 
     class Counter:
         sample = False
@@ -125,8 +145,11 @@ async def _raw_clients(port: int, n: int, seconds: float) -> None:
             pass
 
         def on_message_head(self, head: bytes, nbytes: int) -> None:
+            now = time.time()
             if not started:
-                started.append(time.time())
+                started.append(now)
+                cpu0.append(time.process_time())
+            last[0] = now
             stats.frames += 1
 
     loop = asyncio.get_running_loop()
@@ -142,31 +165,43 @@ async def _raw_clients(port: int, n: int, seconds: float) -> None:
         if i % 100 == 99:
             await asyncio.sleep(0.05)
     await asyncio.wait([p.done for p in protos], timeout=seconds + 60)
-    elapsed = time.time() - started[0] if started else 1
-    print(json.dumps({"frames": stats.frames, "elapsed": elapsed}), flush=True)
+    elapsed = last[0] - started[0] if started else 1
+    cpu = (time.process_time() - cpu0[0]) / max(elapsed, 1e-3) if cpu0 else 0.0
+    print(json.dumps({"frames": stats.frames, "elapsed": elapsed, "cpu_cores": cpu}), flush=True)
 
 
-def raw_ceiling(n: int, seconds: float, size: int) -> tuple[float, int]:
-    """(frames/s delivered, frame bytes) for a broadcast of ``size``-byte frames to ``n`` sockets."""
+RAW_CPU = {"server": 0.0, "clients": 0.0}
+"""Cores the last raw ceiling's server and clients used while sending."""
+
+
+def raw_ceiling(n: int, seconds: float, size: int, hz: float = 0.0) -> tuple[float, int]:
+    """(frames/s delivered, frame bytes) for a broadcast of ``size``-byte frames to ``n`` sockets (as
+    fast as they keep up, or ``hz`` frames a second to each; see ``_raw_server``)."""
     from tests.conftest import free_port
 
     port = free_port()
     srv = subprocess.Popen(
-        [sys.executable, __file__, "--raw-server", str(port), str(n), str(seconds), str(size)],
+        [sys.executable, __file__, "--raw-server", str(port), str(n), str(seconds), str(size), str(hz)],
         stdout=subprocess.PIPE,
         text=True,
     )
     time.sleep(1.0)
-    cli = subprocess.run(
-        [sys.executable, __file__, "--raw-clients", str(port), str(n), str(seconds)],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 150,
-    )
+    # As many client processes as the driver uses for n viewers (one per 2,500).
+    procs = max(1, min(4, (n + 2499) // 2500))
+    clis = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--raw-clients", str(port), str(n // procs + (i < n % procs)), str(seconds)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(procs)
+    ]
+    got = [json.loads(c.communicate(timeout=seconds + 150)[0].strip().splitlines()[-1]) for c in clis]
     out, _ = srv.communicate(timeout=30)
-    got = json.loads(cli.stdout.strip().splitlines()[-1])
     frame_bytes = json.loads(out.strip().splitlines()[-1])["frame_bytes"]
-    return float(got["frames"]) / max(got["elapsed"], 1e-3), frame_bytes
+    RAW_CPU["server"] = float(json.loads(out.strip().splitlines()[-1]).get("cpu_cores", 0.0))
+    RAW_CPU["clients"] = sum(float(g.get("cpu_cores", 0.0)) for g in got)
+    return sum(float(g["frames"]) / max(g["elapsed"], 1e-3) for g in got), frame_bytes
 
 
 # ---- sitrep ------------------------------------------------------------------------------------
@@ -442,7 +477,7 @@ def main() -> None:
 
         port, n, seconds = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
         if sys.argv[1] == "--raw-server":
-            uvloop.run(_raw_server(port, n, seconds, int(sys.argv[5])))
+            uvloop.run(_raw_server(port, n, seconds, int(sys.argv[5]), float(sys.argv[6])))
         else:
             uvloop.run(_raw_clients(port, n, seconds))
         return
@@ -548,6 +583,18 @@ def main() -> None:
                 )
                 city["raw_target_frames_per_s"] = round(raw_c)
                 city["raw_target_frame_bytes"] = raw_c_bytes
+                # The same frames at the target's pace: each socket its frame 4 times a second, so every
+                # read and write carries one frame (as in sitrep), not the many a flooded socket batches.
+                paced, _ = raw_ceiling(args.city_viewers, 8, target_bytes, 4.0)
+                print(
+                    f"  raw broadcast of those frames at 4 Hz to each of {args.city_viewers} sockets (slots of 256 "
+                    f"taking turns): {paced:,.0f} frames/s = {paced / max(args.city_viewers * 4, 1):.0%} of the "
+                    f"{args.city_viewers * 4:,} asked (raw server {RAW_CPU['server']:.2f} cores, clients "
+                    f"{RAW_CPU['clients']:.2f} cores); sitrep delivered "
+                    f"{float(city.get('frames_per_s') or 0) / max(paced, 1e-9):.0%} of its frames/s",
+                    flush=True,
+                )
+                city["raw_paced_frames_per_s"] = round(paced)
         print(
             json.dumps(
                 {

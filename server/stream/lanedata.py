@@ -80,12 +80,12 @@ class Prepared:
 class Plan:
     """A slot tick's compact frames worked out for all its groups at once (see ``Router._plan``)."""
 
-    __slots__ = ("a", "b", "metas", "runs")
+    __slots__ = ("metas", "runs", "views")
 
     def __init__(self) -> None:
         self.metas: dict[int, list[bytes]] = {}
         """Per group (slot index), the metas its frame carries."""
         self.runs: dict[int, tuple[int, int]] = {}
-        """Per group, its range in ``a``/``b``: the byte ranges of its positions in the tick's joined positions."""
-        self.a: list[int] = []
-        self.b: list[int] = []
+        """Per group, its range in ``views``: its positions, runs of the tick's joined positions."""
+        self.views: list[memoryview] = []
+        """Every run of every planned frame: a view of the tick's joined positions (comma-separated)."""
