@@ -226,6 +226,10 @@ class StreamSettings(_EnvSettings):
     """Most H3 cells in one subscription area."""
     stream_max_bbox_deg2: float = 32_400.0
     """Largest bbox area in square degrees (default: a quarter of the globe); omit the area for everything."""
+    stream_bbox_grid: int = 8
+    """A subscribed bbox is widened outward to a grid of power-of-two degrees no coarser than 1/this of its
+    longer side (each edge moves out by less than one grid step), so viewers looking at nearly the same
+    place share one subscription group and its frames; 0 keeps every bbox exact."""
     stream_snapshot_limit: int = 20_000
     """Most objects per topic in a snapshot (the snapshot says `truncated` beyond it)."""
     stream_snapshot_concurrency: int = 3

@@ -521,7 +521,9 @@ class StreamHub:
                 )
             )
             return
-        text = snapshot.snapshot_message(vsub.id, share.epoch, share.seq, body, reset=reset, truncated=truncated)
+        text = snapshot.snapshot_message(
+            vsub.id, share.epoch, share.seq, body, reset=reset, truncated=truncated, bbox=vsub.group.area.bbox
+        )
         viewer.put(Frame("snapshot", share.seq, text))
         # Frames the group flushed since the snapshot's position but before this viewer joined
         # (those after are in its held list already).

@@ -145,7 +145,7 @@ def parse_area(bbox: Any, cells: Any, settings: StreamSettings, mid: str | None)
     if bbox is not None and cells is not None:
         raise StreamError("invalid_area", "give either `bbox` or `cells`, not both", id=mid)
     if bbox is not None:
-        return Area(bbox=parse_bbox(bbox, settings, mid))
+        return Area(bbox=snap_bbox(parse_bbox(bbox, settings, mid), settings.stream_bbox_grid))
     if cells is not None:
         parsed = parse_cells(cells, settings, mid)
         return Area(cells=parsed, envelope=cells_envelope(parsed))
@@ -182,6 +182,25 @@ def parse_bbox(raw: Any, settings: StreamSettings, mid: str | None) -> tuple[flo
             id=mid,
         )
     return (min_lon, min_lat, max_lon, max_lat)
+
+
+def snap_bbox(bbox: tuple[float, float, float, float], grid: int) -> tuple[float, float, float, float]:
+    """``bbox`` widened outward to a grid of ``2**k`` degrees, the coarsest no larger than 1/``grid`` of
+    its longer side: viewers of nearly the same view (the same zoom, panned a little) then have the
+    same area, so they share one group, and each tick's frame is built once for all of them, as map
+    tiles are. Each edge moves out by less than one step (at most 1/``grid`` of the longer side; a city
+    view ~10 km across gains under ~1.3 km a side). Powers of two are exact in binary, so equal
+    snapped boxes compare equal. ``grid`` 0 (or a point) leaves the bbox as it is."""
+    span = max(bbox[2] - bbox[0], bbox[3] - bbox[1])
+    if grid <= 0 or span <= 0:
+        return bbox
+    step = 2.0 ** math.floor(math.log2(span / grid))
+    return (
+        max(-180.0, math.floor(bbox[0] / step) * step),
+        max(-90.0, math.floor(bbox[1] / step) * step),
+        min(180.0, math.ceil(bbox[2] / step) * step),
+        min(90.0, math.ceil(bbox[3] / step) * step),
+    )
 
 
 def parse_cells(raw: Any, settings: StreamSettings, mid: str | None) -> frozenset[int]:

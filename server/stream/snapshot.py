@@ -240,10 +240,22 @@ def _headline(content: Any) -> str | None:
     return content.get("headline") if isinstance(content.get("headline"), str) else None
 
 
-def snapshot_message(sub_id: str, epoch: str, seq: int, body: str, *, reset: bool, truncated: bool) -> str:
-    """A snapshot message around the body fields :func:`load` returned."""
+def snapshot_message(
+    sub_id: str,
+    epoch: str,
+    seq: int,
+    body: str,
+    *,
+    reset: bool,
+    truncated: bool,
+    bbox: tuple[float, float, float, float] | None = None,
+) -> str:
+    """A snapshot message around the body fields :func:`load` returned; ``bbox``: the area the
+    subscription really follows (the asked bbox widened to its grid, see ``protocol.snap_bbox``)."""
     head = (
         f'{{"type":"snapshot","id":{_enc.encode(sub_id).decode()},"epoch":"{epoch}","seq":{seq},'
         f'"reset":{"true" if reset else "false"},"truncated":{"true" if truncated else "false"},'
     )
+    if bbox is not None:
+        head += f'"bbox":{_enc.encode(list(bbox)).decode()},'
     return head + body + "}"

@@ -77,6 +77,33 @@ def test_cell_area_matches_points_in_any_resolution() -> None:
     assert not sub.area.matches(-95.0, 41.0, None)
 
 
+def test_bbox_is_widened_to_a_grid_so_nearly_equal_views_share_one_area() -> None:
+    import math
+    import random
+
+    from server.stream.protocol import snap_bbox
+
+    rng = random.Random(3)
+    snapped = set()
+    for _ in range(2000):
+        # A city view (~8 x 9 km) panned around the city, as the stream bench's viewers are.
+        lon, lat = CITY[0] + rng.uniform(-0.05, 0.05), CITY[1] + rng.uniform(-0.04, 0.04)
+        asked = (lon - 0.05, lat - 0.04, lon + 0.05, lat + 0.04)
+        x0, y0, x1, y1 = got = snap_bbox(asked, 8)
+        assert x0 <= asked[0] and y0 <= asked[1] and x1 >= asked[2] and y1 >= asked[3]
+        step = 2.0 ** math.floor(math.log2(0.1 / 8))
+        assert all(v / step == int(v / step) for v in got)  # on the grid, exactly
+        assert max(asked[0] - x0, asked[1] - y0, x1 - asked[2], y1 - asked[3]) < 0.1 / 8
+        snapped.add(got)
+    assert len(snapped) < 500  # 2,000 views, a quarter as many areas (groups)
+    # Through the parser, with the default grid; clamped to the world; 0 or a point box stay exact.
+    sub = parse_message(json.dumps({"type": "subscribe", "topics": ["positions"], "bbox": [1.01, 2.02, 1.11, 2.1]}), S)
+    assert isinstance(sub, Subscribe) and sub.area.bbox == snap_bbox((1.01, 2.02, 1.11, 2.1), S.stream_bbox_grid)
+    assert snap_bbox((-179.99, -89.99, 179.99, 89.99), 8) == (-180.0, -90.0, 180.0, 90.0)
+    assert snap_bbox((1.01, 2.02, 1.11, 2.1), 0) == (1.01, 2.02, 1.11, 2.1)
+    assert snap_bbox((1.01, 2.02, 1.01, 2.02), 8) == (1.01, 2.02, 1.01, 2.02)
+
+
 @pytest.mark.parametrize(
     ("raw", "code"),
     [

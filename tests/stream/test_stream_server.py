@@ -36,17 +36,25 @@ async def test_snapshot_has_every_latest_position_in_the_area(
         assert sum(i["topic"] == "incidents" for i in snap["items"]) >= 1
         item = next(i for i in snap["items"] if i["topic"] == "positions")
         assert {"lon", "lat", "callsign", "fix_time"} <= set(item["data"]) and item["accepted_at"] > 0
-        # A small box holds only the responders inside it.
+        assert "bbox" not in snap  # the whole map
+        # A small box holds only the responders inside the area it follows: the asked box widened to
+        # its grid (each side by less than 1/8 of the longer side), which the snapshot names.
         # (Use where it is now: other tests in the session move responders.)
         d = database.devices[0]
         now = next(i["data"] for i in snap["items"] if i["key"] == d["responder_id"])
         lon, lat = now["lon"], now["lat"]
-        small = await v.subscribe(
-            id="small", topics=["positions"], bbox=[lon - 0.002, lat - 0.002, lon + 0.002, lat + 0.002]
-        )
+        asked = [lon - 0.002, lat - 0.002, lon + 0.002, lat + 0.002]
+        small = await v.subscribe(id="small", topics=["positions"], bbox=asked)
+        x0, y0, x1, y1 = small["bbox"]
+        assert x0 <= asked[0] and y0 <= asked[1] and x1 >= asked[2] and y1 >= asked[3]
+        assert max(asked[0] - x0, asked[1] - y0, x1 - asked[2], y1 - asked[3]) < 0.004 / 8
         inside = [i["data"] for i in small["items"]]
         assert d["responder_id"] in {x["id"] for x in inside}
-        assert all(abs(x["lon"] - lon) <= 0.002 and abs(x["lat"] - lat) <= 0.002 for x in inside)
+        assert all(x0 <= x["lon"] <= x1 and y0 <= x["lat"] <= y1 for x in inside)
+        everywhere = {i["key"]: i["data"] for i in snap["items"] if i["topic"] == "positions"}
+        assert {x["id"] for x in inside} == {
+            k for k, p in everywhere.items() if x0 <= p["lon"] <= x1 and y0 <= p["lat"] <= y1
+        }
     finally:
         await v.ws.close()
 
