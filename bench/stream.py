@@ -436,7 +436,8 @@ def _line(label: str, r: dict, raw: float | None = None) -> str:  # type: ignore
     return (
         f"  {label} [{r.get('encoding')}]: {r.get('connected')}/{r.get('viewers')} viewers ready in {r.get('setup_s')} s, "
         f"{r.get('fixes_per_s')} fixes/s: {r.get('frames_per_s')} frames/s{ratio} of {r.get('expected_frames_per_s')} "
-        f"asked, {r.get('mb_per_s')} MB/s ({r.get('bytes_per_frame')} B, ~{r.get('items_per_frame')} items per frame, "
+        f"asked, {r.get('mb_per_s')} MB/s ({r.get('bytes_per_frame')} B, ~{r.get('items_per_frame')} items and "
+        f"~{r.get('metas_per_frame')} metas per frame, "
         f"~{_per_item(r):.0f} B per item), "
         f"latency p50 {lat.get('p50')} ms p95 {lat.get('p95')} ms p99 {lat.get('p99')} ms (accepted→sent p95 "
         f"{r.get('server_part_ms', {}).get('p95')} ms, sent→received p95 {r.get('delivery_part_ms', {}).get('p95')} ms), "

@@ -76,6 +76,7 @@ class _Msg(msgspec.Struct):
     reset: bool = False
     items: list[_Item] = []
     positions: list[_Position] = []
+    meta: list[Any] = []
 
 
 _decode_msg = msgspec.json.Decoder(_Msg).decode
@@ -107,6 +108,8 @@ class Stats:
         self.frames = 0
         self.bytes = 0
         self.items = 0
+        self.metas = 0
+        """Compact metas in the sampled frames (a responder's callsign/status/team, sent when it changes or enters)."""
         self.sampled_frames = 0
         self.drops = 0
         self.closes: Counter[int] = Counter()
@@ -121,7 +124,7 @@ class Stats:
         self.latency_ms.clear()
         self.server_ms.clear()
         self.delivery_ms.clear()
-        self.frames = self.bytes = self.items = self.sampled_frames = 0
+        self.frames = self.bytes = self.items = self.metas = self.sampled_frames = 0
         self.measuring = True
         self.counting = True
 
@@ -355,6 +358,7 @@ class Viewer:
             if st.counting:
                 st.sampled_frames += 1
                 st.items += len(m.items) + len(m.positions)
+                st.metas += len(m.meta)
             lat, srv = st.latency_ms, st.server_ms
             for it in m.items:
                 lat[int((now - it.accepted_at) * 1000)] += 1
@@ -459,6 +463,7 @@ async def child(args: argparse.Namespace) -> None:
                 "frames": stats.frames,
                 "bytes": stats.bytes,
                 "items": stats.items,
+                "metas": stats.metas,
                 "sampled_frames": stats.sampled_frames,
                 "sampled_viewers": sum(v.sample for v in viewers),
                 "latency_ms": {str(k): c for k, c in stats.latency_ms.items()},
@@ -526,7 +531,7 @@ def run(args: argparse.Namespace, on_ready: Any = None) -> dict[str, Any]:
         delivery_hist.update({int(k): c for k, c in part["delivery_ms"].items()})
         closes.update(part["closes"])
         errors.update(part["errors"])
-    total = {k: sum(p[k] for p in parts) for k in ("frames", "bytes", "items", "sampled_frames", "drops")}
+    total = {k: sum(p[k] for p in parts) for k in ("frames", "bytes", "items", "metas", "sampled_frames", "drops")}
     total.update({k: sum(p[k] for p in parts) for k in ("resumed", "resets", "connects", "sampled_viewers")})
     elapsed = max((p["elapsed_s"] for p in parts), default=args.duration)
     return {
@@ -540,6 +545,7 @@ def run(args: argparse.Namespace, on_ready: Any = None) -> dict[str, Any]:
         "mb_per_s": round(total["bytes"] / elapsed / 1e6, 1),
         "bytes_per_frame": round(total["bytes"] / max(1, total["frames"])),
         "items_per_frame": round(total["items"] / max(1, total["sampled_frames"]), 1),
+        "metas_per_frame": round(total["metas"] / max(1, total["sampled_frames"]), 1),
         "encoding": args.encoding,
         "sampled_viewers": total["sampled_viewers"],
         "latency_ms": {f"p{p}": pct_from_hist(hist, p) for p in (50, 95, 99)},
