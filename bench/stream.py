@@ -401,6 +401,7 @@ def sitrep_phase(  # type: ignore[no-untyped-def]
     )
     assert driver.stdout is not None
     driver.stdout.readline()  # {"ready": n}: every viewer has its snapshot (or the connect timeout passed)
+    groups = _metric(server.url, "sitrep_stream_groups")
     _stop_profilers(profilers)
     profilers = _profilers(server.proc.pid, f"{area}-window")
     workers0 = _workers(server.proc.pid)
@@ -418,7 +419,21 @@ def sitrep_phase(  # type: ignore[no-untyped-def]
     result["server_cpu_cores"] = round(cpu, 2)
     result["ingest_client_cpu_cores"] = round(ingest_cpu, 2)
     result["worker_restarts"] = restarted
+    result["groups"] = groups
     return result
+
+
+def _metric(url: str, name: str) -> float | None:
+    """A metric's value summed over its series in ``/metrics`` (None when it is not there)."""
+    import urllib.request
+
+    text = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
+    values = [
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith(name + " ") or line.startswith(name + "{")
+    ]
+    return sum(values) if values else None
 
 
 def _workers(pid: int) -> set[int]:
@@ -434,7 +449,8 @@ def _line(label: str, r: dict, raw: float | None = None) -> str:  # type: ignore
     lat = r.get("latency_ms", {})
     ratio = f" ({r.get('frames_per_s', 0) / raw:.1%} of raw)" if raw else ""
     return (
-        f"  {label} [{r.get('encoding')}]: {r.get('connected')}/{r.get('viewers')} viewers ready in {r.get('setup_s')} s, "
+        f"  {label} [{r.get('encoding')}]: {r.get('connected')}/{r.get('viewers')} viewers ready in {r.get('setup_s')} s "
+        f"({r.get('groups') or 0:.0f} subscription groups), "
         f"{r.get('fixes_per_s')} fixes/s: {r.get('frames_per_s')} frames/s{ratio} of {r.get('expected_frames_per_s')} "
         f"asked, {r.get('mb_per_s')} MB/s ({r.get('bytes_per_frame')} B, ~{r.get('items_per_frame')} items and "
         f"~{r.get('metas_per_frame')} metas per frame, "

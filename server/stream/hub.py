@@ -416,6 +416,7 @@ class StreamHub:
             group.meta_canon = self._metas
             self.groups[key] = group
             self._groups_version += 1
+            m.GROUPS.inc()
         return group
 
     def _remove_sub(self, viewer: Viewer, sub_id: str) -> None:
@@ -426,7 +427,8 @@ class StreamHub:
         group.members.discard(vsub)
         if not group.members:
             group.close()
-            self.groups.pop(group.key, None)
+            if self.groups.pop(group.key, None) is not None:
+                m.GROUPS.dec()
             self._groups_version += 1
 
     async def _replay(self, viewer: Viewer, vsub: ViewerSub, epoch: str, from_seq: int) -> bool:

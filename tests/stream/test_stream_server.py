@@ -297,3 +297,32 @@ async def test_viewer_without_compression_gets_the_same_stream(
         assert pong is not None and pong["seq"] >= frame["seq"]
     finally:
         await v.ws.close()
+
+
+async def test_nearly_equal_boxes_share_one_group_and_the_gauge_counts_groups(
+    server: ServerProcess, client: httpx.AsyncClient
+) -> None:
+    """Two views of the same place a few metres apart follow the same widened area: one group, one
+    frame per tick for both (``sitrep_stream_groups``); a view elsewhere is a group of its own."""
+
+    async def groups() -> float:
+        text = (await client.get("/metrics")).text
+        return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("sitrep_stream_groups"))
+
+    v = await open_viewer(server.ws_url, await login(client, "coord"))
+    try:
+        before = await groups()
+        a = await v.subscribe(id="a", topics=["positions"], bbox=[-91.71, 41.95, -91.61, 42.03])
+        assert await groups() == before + 1
+        b = await v.subscribe(id="b", topics=["positions"], bbox=[-91.7099, 41.9501, -91.6101, 42.0299])
+        assert b["bbox"] == a["bbox"] and await groups() == before + 1
+        c = await v.subscribe(id="c", topics=["positions"], bbox=[-93.71, 40.95, -93.61, 41.03])
+        assert c["bbox"] != a["bbox"] and await groups() == before + 2
+        await v.send({"type": "unsubscribe", "id": "a"})
+        await v.of_type("unsubscribed")
+        assert await groups() == before + 2  # "b" still follows that area
+        await v.send({"type": "unsubscribe", "id": "b"})
+        await v.of_type("unsubscribed")
+        assert await groups() == before + 1
+    finally:
+        await v.ws.close()
