@@ -248,6 +248,19 @@ def join_parts(items: list[bytes], meta: list[bytes], positions: list[bytes]) ->
     ]
 
 
+def with_metas(body: str, extra: list[bytes]) -> str:
+    """A compact body (:func:`join`) with ``extra`` metas appended to its meta list. The meta list is
+    the one before the last ``],"positions":[``: only position arrays (numbers, null) follow it, and
+    inside a JSON string the quotes would be escaped, so no item or meta can hold that text after it."""
+    if not extra:
+        return body
+    at = body.rfind('],"positions":[')
+    if at < 0:
+        raise ValueError("not a compact body")
+    sep = "" if body[at - 1] == "[" else ","
+    return body[:at] + sep + b",".join(extra).decode() + body[at:]
+
+
 def join(items: list[bytes], meta: list[bytes], positions: list[bytes]) -> str:
     """The body fields of a compact snapshot or delta: ``"encoding":"compact","items":[…],"meta":[…],"positions":[…]``."""
     return (

@@ -122,7 +122,7 @@ class SnapshotShare:
     flushed since (recorded here), then their own held frames. A reconnect storm costs one query
     and one encoding per group, not one per viewer."""
 
-    __slots__ = ("body", "epoch", "expires", "frames", "future", "seed", "seq", "truncated")
+    __slots__ = ("body", "epoch", "expires", "frames", "future", "metas", "seed", "seq", "truncated")
 
     def __init__(
         self,
@@ -140,6 +140,8 @@ class SnapshotShare:
         self.expires = float("inf")
         self.body: str | None = None
         self.truncated = False
+        self.metas: dict[str, bytes] = {}
+        """The snapshot's compact metas (per responder in it)."""
 
     def usable(self, epoch: str) -> bool:
         return self.epoch == epoch and time.monotonic() < self.expires
@@ -150,6 +152,7 @@ class SnapshotShare:
         if self.body is None:
             self.body = body
             self.truncated = truncated
+            self.metas = metas
             if self.seed is not None:
                 self.seed.seed_meta(metas)
                 self.seed = None
@@ -240,13 +243,14 @@ class Group:
         return [item for item in batch.items if self.matches(item)]
 
     def add(self, sub: ViewerSub, resuming: bool = False) -> None:
-        """A viewer joins. Its snapshot holds the meta of every responder in the area; one outside
-        the area then may enter it later, so a bbox or cell group forgets what it sent and sends
-        each responder's meta again on its next appearance (a whole-map snapshot has them all). A
+        """A viewer joins. Its snapshot holds the meta of every responder in the area and (bbox and
+        cell areas) of every other one this group has sent (see :meth:`metas_outside`), so the group
+        goes on sending a meta only when it changes: a join costs the other members nothing. A
         resuming viewer gets no snapshot, only the replayed deltas (with the meta of each responder
-        in them), and compact handles are valid on one connection only, so any group forgets then."""
+        in them), and compact handles are valid on one connection only, so the group forgets then
+        and sends each responder's meta again on its next appearance."""
         self.members.add(sub)
-        if resuming or not self.area.everywhere:
+        if resuming:
             self.forget_meta()
 
     def forget_meta(self) -> None:
@@ -254,13 +258,19 @@ class Group:
         self._meta_known = None
 
     def snapshot_started(self) -> bool:
-        """A snapshot read for this group begins: frames from now on are handed to the viewers that
-        take it, so (bbox and cell areas) they must carry the meta of responders outside the
-        snapshot's area that enter it later. True for the group's first snapshot (see ``seed_meta``)."""
-        if not self.area.everywhere:
-            self.forget_meta()
+        """A snapshot read for this group begins; True for the group's first (see ``seed_meta``)."""
         self.snapshots += 1
         return self.snapshots == 1
+
+    def metas_outside(self, snapshot_metas: dict[str, bytes]) -> list[bytes]:
+        """Compact bbox/cell groups: the metas this group has sent that a snapshot holding
+        ``snapshot_metas`` lacks (responders outside the area now). A joining viewer gets them with
+        its snapshot: the group sends a responder's meta once and then only when it changes, so
+        without them a responder coming back into the area would reach the newcomer as a handle it
+        never learned. Metas sent after the snapshot's position reach it in the frames it is handed."""
+        if self.encoding != "compact" or self.area.everywhere:
+            return []
+        return [m for rid, m in self._meta_sent.items() if rid not in snapshot_metas]
 
     def seed_meta(self, metas: dict[str, bytes]) -> None:
         """The group's first snapshot has been read: its first members know these metas, so a

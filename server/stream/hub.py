@@ -25,8 +25,8 @@ from redis.exceptions import RedisError
 
 from ..bus import Change
 from ..security import Principal
+from . import compact, snapshot
 from . import metrics as m
-from . import snapshot
 from .area import Area
 from .groups import Group, GroupKey, SnapshotShare, group_key
 from .history import History, parse_message
@@ -237,7 +237,7 @@ class StreamHub:
         m.BATCHES_RECEIVED.inc()
 
     def _deliver(self, batch: Batch) -> None:
-        self._points.apply(batch.items)
+        self._points.apply(batch.items, self.live.point)  # (before the live table takes the batch)
         # One bytes object per responder's current compact meta, shared by every group that keeps it.
         canon = self._metas
         for it in batch.items:
@@ -523,8 +523,11 @@ class StreamHub:
                 )
             )
             return
+        extra = group.metas_outside(share.metas)
+        if extra:
+            body = compact.with_metas(body, extra)
         text = snapshot.snapshot_message(
-            vsub.id, share.epoch, share.seq, body, reset=reset, truncated=truncated, bbox=vsub.group.area.bbox
+            vsub.id, share.epoch, share.seq, body, reset=reset, truncated=truncated, bbox=group.area.bbox
         )
         viewer.put(Frame("snapshot", share.seq, text))
         # Frames the group flushed since the snapshot's position but before this viewer joined

@@ -122,6 +122,13 @@ class LivePositions:
         self.warm = generation == self._generation
         self._apply(buffered)
 
+    def point(self, key: str) -> tuple[float, float] | None:
+        """Where the table has responder ``key`` (warm tables only), else None."""
+        if not self.warm:
+            return None
+        i = self._index.get(key)
+        return None if i is None else (float(self._lon[i]), float(self._lat[i]))
+
     # ---- changes -----------------------------------------------------------------------------
     def apply(self, items: list[Item]) -> None:
         """Apply a received batch's ``positions`` changes (in order)."""

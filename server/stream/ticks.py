@@ -9,6 +9,7 @@ never decoded and re-encoded on the way through.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -123,11 +124,16 @@ class PointMemory:
     def clear(self) -> None:
         self._last.clear()
 
-    def apply(self, items: list[Item]) -> None:
+    def apply(self, items: list[Item], position_of: Callable[[str], tuple[float, float] | None] | None = None) -> None:
+        """``position_of``: where a responder was before these items when this memory has no point
+        for it (the worker's live positions table: its points from before the worker had viewers, or
+        from PostgreSQL, are forgotten here, see ``StreamHub._skip``)."""
         last = self._last
         for it in items:
             k = (it.topic, it.key)
             prev = last.get(k)
+            if prev is None and position_of is not None and it.topic == "positions":
+                prev = position_of(it.key)
             if prev is not None:
                 it.plon, it.plat = prev
             if it.lon is not None and it.lat is not None:

@@ -17,7 +17,7 @@ from server.security import Principal
 from server.settings import StreamSettings
 from server.stream.area import Area
 from server.stream.compact import FLAG_DELETED, FLAG_STALE, HANDLES, accepted_ms, expand, ids_of
-from server.stream.groups import Group, group_key
+from server.stream.groups import SNAPSHOT_SHARE_S, Group, group_key
 from server.stream.protocol import StreamError, Subscribe, parse_message
 from server.stream.scope import Scope
 from server.stream.ticks import decode_batch, encode_batch
@@ -56,11 +56,11 @@ def position(rid: str, k: int, **over: Any) -> Change:
     return Change("positions", rid, data, accepted_at=1777636800.123456 + k, lon=lon, lat=lat, team_id=TEAM)
 
 
-def member(group: Group) -> Viewer:
+def member(group: Group, resuming: bool = False) -> Viewer:
     viewer = Viewer(
         Principal("user", uuid.uuid4(), "coord", "coordinator", None, None), Scope("all"), 64, lambda v: None
     )
-    group.add(ViewerSub(f"s{id(viewer)}", viewer, group, holding=False))
+    group.add(ViewerSub(f"s{id(viewer)}", viewer, group, holding=False), resuming=resuming)
     return viewer
 
 
@@ -156,10 +156,14 @@ async def test_compact_group_sends_meta_only_when_it_changes() -> None:
     assert gone["meta"] == [] and gone["positions"][0][0] == HANDLES("b") and gone["positions"][0][7] & FLAG_DELETED
     assert expand(gone["positions"][0], rid="b") == {"id": "b", "deleted": True}
     assert accepted_ms(gone["positions"][0]) == 1777636800500  # no fix time: absolute
-    # A viewer joining a bbox group makes the group send every meta again on next sight.
+    # A viewer joining a bbox group costs the others nothing: no meta is sent again. Its snapshot has
+    # the metas of the responders in the area plus every other one the group sent (metas_outside).
     member(group)
     again = await frame(position("a", 5, status="busy"), seq=6)
-    assert [m[0] for m in again["meta"]] == ["a"]
+    assert again["meta"] == [] and len(again["positions"]) == 1
+    outside = {json.loads(m)[0]: json.loads(m) for m in group.metas_outside({})}
+    assert outside["a"] == ["a", "E1-a", "busy", TEAM, 77, HANDLES("a")]
+    assert "a" not in {json.loads(m)[0] for m in group.metas_outside({"a": b"[]"})}
     # The whole-map group does not (its snapshot has every responder's meta).
     everywhere = new_group("compact", Area())
     v = member(everywhere)
@@ -169,6 +173,7 @@ async def test_compact_group_sends_meta_only_when_it_changes() -> None:
     everywhere._last_flush = 0.0
     everywhere.offer(decode_batch("ep", 8, encode_batch([position("a", 5)], "w")))
     assert json.loads((await v.next_frames())[0].text)["meta"] == []
+    assert everywhere.metas_outside({}) == []  # (its snapshot has them all)
     # A resuming viewer gets replayed deltas, no snapshot, and handles hold on one connection only: the
     # group sends every meta again on next sight.
     resuming = Viewer(
@@ -404,9 +409,11 @@ async def test_router_lane_frames_carry_the_same_meta_as_the_per_group_path() ->
         [position("a", 5, status="available"), position("c", 3)],
     ]
     for seq, changes in enumerate(ticks, 1):
-        if seq == 6:
+        if seq in (6, 8):
             for g in [plain, *routed]:
-                member(g)  # a viewer joins: every meta again on next sight
+                # A viewer joins (6: with a snapshot, known metas are not sent again; 8: resuming, so
+                # the group forgets and sends every meta again on next sight).
+                member(g, resuming=seq == 8)
         plain._last_flush = 0.0
         plain.offer(decode_batch("ep", seq, encode_batch(changes, "w")))
         router.deliver(decode_batch("ep", seq, encode_batch(changes, "w")), routed, 1)
@@ -424,6 +431,8 @@ async def test_router_lane_frames_carry_the_same_meta_as_the_per_group_path() ->
         if seq == 3:
             assert want[0]["meta"] == []
         if seq == 6:
+            assert sorted(m[0] for m in want[0]["meta"]) == ["c"]  # a is back unchanged; c is new
+        if seq == 8:
             assert sorted(m[0] for m in want[0]["meta"]) == ["a", "c"]
     for g in [plain, *routed]:
         g.close()
@@ -657,3 +666,47 @@ async def test_items_of_a_topic_no_box_wants_leave_the_slots_frames_planned(fenc
         assert len(got["items"]) == (1 if fences else 0)
     for g in [plain, *routed]:
         g.close()
+
+
+async def test_a_viewer_joining_a_box_knows_every_meta_the_group_sent_and_others_get_no_repeat(
+    server: ServerProcess, client: httpx.AsyncClient
+) -> None:
+    """A responder whose meta a box group sent, then outside the box when a second viewer joins: the
+    newcomer's snapshot carries that meta (without a position), so when the responder comes back
+    both viewers get its position by handle and neither gets its meta again."""
+    coord = await login(client, "coord")
+    device = await new_device(client, {"Authorization": f"Bearer {coord}"})
+    rid = device["responder_id"]
+    box = [-91.70, 41.95, -91.64, 41.99]
+
+    async def move(lon: float) -> None:
+        r = await client.post("/v1/positions", json=[fix(lon=lon, lat=41.97)], headers=device_headers(device))
+        assert r.status_code == 200, r.text
+
+    def at(v: WsViewer, lon: float) -> Any:
+        return lambda m: (
+            m.get("type") == "delta" and any(v.handles.get(p[0]) == rid and p[1] == lon for p in m.get("positions", []))
+        )
+
+    def meta_of(m: dict[str, Any]) -> list[Any]:
+        return [x for x in m.get("meta", []) if x[0] == rid]
+
+    await move(-91.67)
+    a = await open_viewer(server.ws_url, coord)
+    b = await open_viewer(server.ws_url, coord)
+    try:
+        snap_a = await a.subscribe(topics=["positions"], bbox=box, encoding="compact")
+        assert meta_of(snap_a)  # inside: meta and position
+        await move(-91.60)  # out of the box: one last update
+        await a.next(at(a, -91.60))
+        await asyncio.sleep(SNAPSHOT_SHARE_S + 0.2)  # b's snapshot is a new read, not a's shared one
+        snap_b = await b.subscribe(topics=["positions"], bbox=box, encoding="compact")
+        assert snap_b["bbox"] == snap_a["bbox"]  # the same group
+        assert meta_of(snap_b) and all(b.handles.get(p[0]) != rid for p in snap_b["positions"])
+        await move(-91.665)  # back in
+        back_a = await a.next(at(a, -91.665))
+        back_b = await b.next(at(b, -91.665))
+        assert not meta_of(back_a) and not meta_of(back_b)
+    finally:
+        await a.ws.close()
+        await b.ws.close()

@@ -55,6 +55,19 @@ def test_point_memory_sets_each_items_previous_point() -> None:
     assert len(memory) == 0
 
 
+def test_point_memory_asks_where_a_responder_was_when_it_has_no_point() -> None:
+    """A worker that had no viewers kept no points (it skipped the batches): the live positions table
+    says where a responder was, so an area it leaves still hears about it; its own points win."""
+    memory = PointMemory()
+    known = {"a": (-91.6, 41.9)}
+    b = decode_batch("ep", 1, encode_batch([at("a", 1, -91.5, 41.8), at("b", 1, -91.4, 41.7)], "w"))
+    memory.apply(b.items, known.get)
+    assert [(it.plon, it.plat) for it in b.items] == [(-91.6, 41.9), (None, None)]
+    b = decode_batch("ep", 2, encode_batch([at("a", 2, -91.3, 41.6)], "w"))
+    memory.apply(b.items, lambda key: (0.0, 0.0))
+    assert (b.items[0].plon, b.items[0].plat) == (-91.5, 41.8)
+
+
 async def test_a_responder_leaving_a_box_gets_one_last_frame_on_both_paths() -> None:
     """Inside, then just outside (one frame with the outside position), then further out (nothing)."""
     plain = new_group("compact", BOX)

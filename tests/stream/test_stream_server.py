@@ -78,11 +78,17 @@ async def test_ingested_fix_arrives_as_delta_with_newest_state_and_accepted_at(
         assert sum(1 for i in frame["items"] if i["key"] == device["responder_id"]) == 1
         assert t0 - 1 <= item["accepted_at"] <= frame["sent_at"]
         assert frame["seq"] > 0 and frame["epoch"]
-        # A fix outside the box is not sent to this subscription.
-        far = fix(lon=-90.0, lat=41.98)
-        await client.post("/v1/positions", json=[far], headers=device_headers(database.devices[4]))
+        # A responder of the box that moves out of it: that one fix reaches the subscription (its last
+        # update there, as the worker knows where it was), the next one outside does not.
+        other = database.devices[4]
+        r = await client.post("/v1/positions", json=[fix(lon=-90.0, lat=41.98)], headers=device_headers(other))
+        assert r.status_code == 200, r.text
+        _, left = await v.item("positions", other["responder_id"])
+        assert left["data"]["lon"] == -90.0
+        r = await client.post("/v1/positions", json=[fix(lon=-89.99, lat=41.98)], headers=device_headers(other))
+        assert r.status_code == 200, r.text
         with pytest.raises(AssertionError):
-            await v.item("positions", database.devices[4]["responder_id"], timeout=0.8)
+            await v.item("positions", other["responder_id"], timeout=0.8)
     finally:
         await v.ws.close()
 
