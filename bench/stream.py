@@ -105,6 +105,7 @@ async def _raw_server(port: int, n: int, seconds: float, size: int, hz: float = 
             due = time.monotonic()
             turn = 0
             while time.time() < end:
+                # (a server more than an interval behind does not then hurry to catch up)
                 due = max(due + step, time.monotonic() - 1.0 / hz)
                 slot = [ws for ws in slots[turn % len(slots)] if ws.transport.get_write_buffer_size() <= HIGH_WATER]
                 broadcast(slot, frame)
@@ -198,8 +199,9 @@ def raw_ceiling(n: int, seconds: float, size: int, hz: float = 0.0) -> tuple[flo
     ]
     got = [json.loads(c.communicate(timeout=seconds + 150)[0].strip().splitlines()[-1]) for c in clis]
     out, _ = srv.communicate(timeout=30)
-    frame_bytes = json.loads(out.strip().splitlines()[-1])["frame_bytes"]
-    RAW_CPU["server"] = float(json.loads(out.strip().splitlines()[-1]).get("cpu_cores", 0.0))
+    sent = json.loads(out.strip().splitlines()[-1])
+    frame_bytes = sent["frame_bytes"]
+    RAW_CPU["server"] = float(sent.get("cpu_cores", 0.0))
     RAW_CPU["clients"] = sum(float(g.get("cpu_cores", 0.0)) for g in got)
     return sum(float(g["frames"]) / max(g["elapsed"], 1e-3) for g in got), frame_bytes
 
