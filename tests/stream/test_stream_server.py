@@ -85,6 +85,7 @@ async def test_ingested_fix_arrives_as_delta_with_newest_state_and_accepted_at(
         assert r.status_code == 200, r.text
         _, left = await v.item("positions", other["responder_id"])
         assert left["data"]["lon"] == -90.0
+        v.messages.clear()
         r = await client.post("/v1/positions", json=[fix(lon=-89.99, lat=41.98)], headers=device_headers(other))
         assert r.status_code == 200, r.text
         with pytest.raises(AssertionError):
