@@ -216,6 +216,8 @@ async def test_sse_sends_snapshot_then_deltas_and_resumes_with_last_event_id(
         events = SSEReader(r)
         snap = await events.next()
         assert snap["event"] == "snapshot" and json.loads(snap["data"])["items"]
+        x0, y0, x1, y1 = json.loads(snap["data"])["bbox"]  # the asked box widened to its grid, as on a socket
+        assert x0 <= CITY_BBOX[0] and y0 <= CITY_BBOX[1] and x1 >= CITY_BBOX[2] and y1 >= CITY_BBOX[3]
         await client.post("/v1/positions", json=[fix(lon=-91.7, lat=41.99)], headers=device_headers(device))
         delta = await events.next()
         while delta["event"] != "delta":
