@@ -149,7 +149,11 @@ async def test_coordinator_composes_previews_and_submits_and_a_second_coordinato
     item = pane.locator(f'#alert-queue li[data-alert="{draft["id"]}"]')
     await item.wait_for()
     await item.get_by_role("button", name="Approve and send").click()
-    await item.get_by_role("alert").filter(has_text="second person").wait_for()
+    refused = item.get_by_role("alert").filter(has_text="second person")
+    await refused.wait_for()
+    # The submission's own stream delta refreshes the queue ~0.3 s later: the reason stays shown.
+    await page.wait_for_timeout(1000)
+    assert await refused.is_visible()
     assert (await api.get(f"/v1/alerts/{draft['id']}", headers=coord)).json()["status"] == "submitted"
     await shot(page, artifacts, "alert-queue")
     await page.context.close()  # one map at a time: the machine is shared

@@ -111,6 +111,9 @@ export class AlertsPanel {
     this.queue = h("ul", { class: "cards", id: "alert-queue", "aria-label": "Alerts waiting for approval" });
     this.recent = h("ul", { class: "cards", id: "alert-recent", "aria-label": "Recent alerts" });
     this.queueMsg = h("div", { "aria-live": "polite" });
+    /** Per queued alert, the error its last approval got: kept when the list re-renders (a stream delta
+     * refreshes it), so the reason does not vanish a moment after it is shown. */
+    this.queueErrors = new Map();
     this.el = h(
       "div",
       {},
@@ -341,12 +344,15 @@ export class AlertsPanel {
   }
 
   renderQueue(items) {
+    const queued = new Set(items.map((a) => String(a.id)));
+    for (const id of this.queueErrors.keys()) if (!queued.has(id)) this.queueErrors.delete(id);
     clear(
       this.queue,
       items.length
         ? items.map((a) => {
             const own = this.me && String(a.created_by) === String(this.me.id);
-            const err = h("div", { "aria-live": "polite" });
+            const kept = this.queueErrors.get(String(a.id));
+            const err = h("div", { "aria-live": "polite" }, kept ? notice(kept, "error") : null);
             const headline = a.content.texts[0].headline;
             return h(
               "li",
@@ -370,11 +376,13 @@ export class AlertsPanel {
   async approve(alert, errEl) {
     try {
       const out = await api(`/v1/alerts/${alert.id}/approve`, { method: "POST", body: { send: true } });
+      this.queueErrors.delete(String(alert.id));
       const total = Object.values(out.deliveries || {}).reduce((s, n) => s + n, 0);
       clear(this.queueMsg, notice(`Approved and sent "${out.alert.content.texts[0].headline}" (${total} ${total === 1 ? "delivery" : "deliveries"} queued).`));
       announce("Alert approved and sent");
       await this.refresh();
     } catch (e) {
+      this.queueErrors.set(String(alert.id), errorText(e));
       clear(errEl, notice(errorText(e), "error"));
     }
   }
