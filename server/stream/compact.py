@@ -10,9 +10,9 @@ Pure: no I/O. A moving responder is sent as a short array instead of a ~380-byte
   worker lives), so they are valid on one connection only: a client maps handle → id from the metas
   it received on that connection and starts a new map on a new connection. Every compact meta
   carries its handle, and a viewer always has a responder's meta before a position with its handle
-  (a snapshot has the meta of everyone in it; a replayed delta the meta of everyone in it; a live
-  delta the meta of anyone new to its group, which forgets what it sent when a viewer joins an area
-  or resumes, see :mod:`.groups`).
+  (a snapshot has the meta of everyone in it and, for an area, of everyone else its group named; a
+  replayed delta the meta of everyone in it; a live delta the meta of anyone new to its group, which
+  forgets what it sent when a viewer resumes, see :mod:`.groups`).
 - ``lon``/``lat`` rounded to 6 decimals (~0.1 m); ``speed_mps``, ``heading_deg``, ``accuracy_m``
   to 1 decimal; whole numbers are written without a fraction; a missing value is ``null``.
 - ``fix_time_ms``: unix milliseconds; ``accepted_after_ms``: when the server accepted the fix, in

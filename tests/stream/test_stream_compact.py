@@ -443,7 +443,7 @@ async def test_lane_frames_equal_the_per_group_path_over_random_ticks_and_a_meta
 ) -> None:
     """Box groups routed by a lane (meta ids compared per responder column, :mod:`server.stream.metatable`)
     send, tick after tick, the same positions and metas as each group's twin taking the batches itself:
-    responders move in and out of boxes, metas change, viewers join (the group forgets), deletes, and the
+    responders move in and out of boxes, metas change, viewers join or resume (then the group forgets), deletes, and the
     meta numbering starts over (every row rebuilt from the groups' records)."""
     import random
 
@@ -476,7 +476,7 @@ async def test_lane_frames_equal_the_per_group_path_over_random_ticks_and_a_meta
             changes.append(Change("positions", gone, {"id": gone, "deleted": True}, lon=CITY[0], lat=CITY[1]))
         if seq % 7 == 0:
             i = seq % len(boxes)
-            member(plain[i]), member(routed[i])  # a viewer joins: that group forgets what it sent
+            member(plain[i], True), member(routed[i], True)  # a viewer resumes: that group forgets what it sent
         for g in plain:
             g._last_flush = 0.0
             g.offer(decode_batch("ep", seq, encode_batch(changes, "w")))
