@@ -70,6 +70,12 @@ def new_group(encoding: str, area: Area | None = None) -> Group:
     return Group(key, frozenset({"positions", "incidents"}), area, 10, Scope("all"), lambda: "ep", encoding=encoding)
 
 
+def box_near_city(rng: Any, spread: tuple[float, float], half: tuple[float, float]) -> Area:
+    """A box of half-size ``half`` (lon, lat) centred within ``spread`` of the city, drawn from ``rng``."""
+    lon, lat = CITY[0] + rng.uniform(-spread[0], spread[0]), CITY[1] + rng.uniform(-spread[1], spread[1])
+    return Area(bbox=(lon - half[0], lat - half[1], lon + half[0], lat + half[1]))
+
+
 def twins(
     boxes: list[Area], encodings: list[str] | None = None
 ) -> tuple[list[Group], list[Group], list[Viewer], list[Viewer]]:
@@ -452,10 +458,7 @@ async def test_lane_frames_equal_the_per_group_path_over_random_ticks_and_a_meta
 
     monkeypatch.setattr(metatable, "MAX_IDS", 12)  # starts over every few ticks
     rng = random.Random(5)
-    boxes = []
-    for _ in range(MIN_GROUPS + 3):
-        lon, lat = CITY[0] + rng.uniform(-0.01, 0.01), CITY[1] + rng.uniform(-0.01, 0.01)
-        boxes.append(Area(bbox=(lon - 0.006, lat - 0.005, lon + 0.006, lat + 0.005)))
+    boxes = [box_near_city(rng, (0.01, 0.01), (0.006, 0.005)) for _ in range(MIN_GROUPS + 3)]
     plain, routed, plain_viewers, routed_viewers = twins(boxes)
     router = Router()
     rids = [f"r{i:02d}" for i in range(30)]
@@ -523,10 +526,7 @@ async def test_lane_frames_of_many_points_hold_exactly_each_boxs_positions() -> 
     from server.stream.router import MIN_GROUPS, Router
 
     rng = random.Random(11)
-    boxes = []
-    for _ in range(MIN_GROUPS + 8):
-        lon, lat = CITY[0] + rng.uniform(-0.05, 0.05), CITY[1] + rng.uniform(-0.04, 0.04)
-        boxes.append(Area(bbox=(lon - 0.05, lat - 0.04, lon + 0.05, lat + 0.04)))
+    boxes = [box_near_city(rng, (0.05, 0.04), (0.05, 0.04)) for _ in range(MIN_GROUPS + 8)]
     plain, routed, plain_viewers, routed_viewers = twins(boxes)
     router = Router()
     for seq in (1, 2):

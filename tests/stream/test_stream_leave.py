@@ -22,7 +22,7 @@ from tests.conftest import ServerProcess, login
 from tests.positions.helpers import device_headers, fix, new_device
 
 from .helpers import open_viewer
-from .test_stream_compact import CITY, TEAM, member, new_group, position, twins
+from .test_stream_compact import CITY, TEAM, box_near_city, member, new_group, position, twins
 
 BOX = Area(bbox=(CITY[0] - 0.01, CITY[1] - 0.01, CITY[0] + 0.01, CITY[1] + 0.01))
 
@@ -142,8 +142,7 @@ async def test_lane_frames_equal_the_per_group_path_with_moves_out_within_ticks(
             i, j = rng.randint(-10, 10), rng.randint(-10, 10)
             boxes.append(Area(bbox=(grid_x(i - 4), grid_y(j - 3), grid_x(i + 4), grid_y(j + 3))))
             continue
-        lon, lat = CITY[0] + rng.uniform(-0.01, 0.01), CITY[1] + rng.uniform(-0.01, 0.01)
-        boxes.append(Area(bbox=(lon - 0.004, lat - 0.003, lon + 0.004, lat + 0.003)))
+        boxes.append(box_near_city(rng, (0.01, 0.01), (0.004, 0.003)))
     encodings = ["compact" if i % 3 else "json" for i in range(len(boxes))]
     plain, routed, pvs, rvs = twins(boxes, encodings)
     router = Router()
