@@ -157,22 +157,12 @@ async def ingest_items(
             item = raw if type(raw) is FixIn else _item_decoder.decode(raw)  # type: ignore[arg-type]
             client_id = item.client_id
             requested = item.responder_id
-            fix = check(
+            responder_id = (
                 own
                 if own is not None and (requested is None or requested == own)
-                else _responder_for(caller, requested),
-                item.fix_time,
-                item.lon,
-                item.lat,
-                item.accuracy_m,
-                item.speed_mps,
-                item.heading_deg,
-                item.altitude_m,
-                item.battery_pct,
-                item.source or source,
-                device_id,
-                client_id,
+                else _responder_for(caller, requested)
             )
+            fix = _checked(check, responder_id, item, item.source or source, device_id, client_id)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             rejected.append(RejectedItem(index=index, reason="invalid_item", detail=str(exc)))
             continue
@@ -215,8 +205,22 @@ async def ingest_osmand(runtime: Runtime, device: DeviceIdentity, fixes: Sequenc
 
 def _osmand_fix(check: Callable[..., Fix], device: DeviceIdentity, item: OsmandFix) -> Fix:
     """One OsmAnd/Traccar fix of ``device``, checked by ``check`` (a :meth:`FixChecker.build`); raises :class:`Rejected`."""
+    return _checked(check, device.responder_id, item, "osmand", device.device_id, None, item.attributes or None)
+
+
+def _checked(
+    check: Callable[..., Fix],
+    responder_id: uuid.UUID,
+    item: FixIn | OsmandFix,
+    source: str,
+    device_id: uuid.UUID | None,
+    client_id: str | None,
+    attributes: dict[str, Any] | None = None,
+) -> Fix:
+    """``item``'s fix fields (a JSON item or an OsmAnd fix: the same names) through ``check`` (a
+    :meth:`FixChecker.build`); raises :class:`Rejected`."""
     return check(
-        device.responder_id,
+        responder_id,
         item.fix_time,
         item.lon,
         item.lat,
@@ -225,10 +229,10 @@ def _osmand_fix(check: Callable[..., Fix], device: DeviceIdentity, item: OsmandF
         item.heading_deg,
         item.altitude_m,
         item.battery_pct,
-        "osmand",
-        device.device_id,
-        None,
-        item.attributes or None,
+        source,
+        device_id,
+        client_id,
+        attributes,
     )
 
 
